@@ -1,0 +1,67 @@
+"""User mistakes get one clear line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_unknown_group_option_names_it_and_lists_valid_options(twinids_cli):
+    result = twinids_cli("train", "model=transformer")
+    assert_one_line_error(result, "'transformer'", "'model'", "lstm")
+
+
+def test_unknown_config_key_names_it_and_lists_keys_beside_it(twinids_cli):
+    result = twinids_cli("train", "data.windw=5")
+    assert_one_line_error(result, "data.windw", "window")
+
+
+def test_override_without_equals_sign_is_refused(twinids_cli):
+    assert_one_line_error(twinids_cli("train", "datawindow"), "datawindow")
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("data.label_mode=first", "label_mode"),
+        ("data.task=regression", "data.task"),
+        ("data.split.method=random", "split.method"),
+    ],
+)
+def test_bad_data_settings_name_the_config_key(twinids_cli, override, fragment):
+    assert_one_line_error(twinids_cli("train", override), fragment)
+
+
+def test_eval_of_an_unknown_run_says_what_to_pass(twinids_cli):
+    assert_one_line_error(twinids_cli("eval", "0123456789abcdef"), "0123456789abcdef", "run id")
+
+
+def test_eval_of_a_missing_checkpoint_file_names_the_path(twinids_cli):
+    assert_one_line_error(twinids_cli("eval", "missing/best.ckpt"), "missing/best.ckpt")
+
+
+def test_simulate_refuses_an_output_that_is_not_csv(twinids_cli, tmp_path):
+    assert_one_line_error(twinids_cli("data", "simulate", "--out", "frame.parquet"), ".csv")
+    assert not (tmp_path / "frame.parquet").exists()
+
+
+def test_cfg_job_prints_the_resolved_config_without_training(twinids_cli, tmp_path):
+    result = twinids_cli("train", "--cfg", "job", "data.window=7", "seed=3")
+    assert result.returncode == 0, result.stderr
+    assert "window: 7" in result.stdout and "seed: 3" in result.stdout
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_help_lists_the_commands(twinids_cli):
+    result = twinids_cli("--help")
+    assert result.returncode == 0
+    for command in ("train", "eval", "data"):
+        assert command in result.stdout

@@ -1,0 +1,64 @@
+"""Shared fixtures: where the real public datasets live, and an isolated MLflow store per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_datasets_dir() -> Path:
+    """The folder of real datasets: $TWINIDS_SHARED_DATASETS, else ../shared/datasets beside the repo."""
+    return Path(os.environ.get("TWINIDS_SHARED_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """Path to the real datasets; tests needing them are skipped (with a reason) where they are absent."""
+    path = shared_datasets_dir()
+    if not path.is_dir():
+        pytest.skip(f"real datasets not found at {path} (set TWINIDS_SHARED_DATASETS)")
+    return path
+
+
+@dataclass
+class CommandResult:
+    """Exit code and output of one `twinids` process."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def make_cli_runner(workdir: Path):
+    """A function running the real `twinids` console script in workdir, with a SQLite MLflow store there."""
+
+    def run(*args: str, timeout: float = 600) -> CommandResult:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"}
+        env.pop("TWINIDS_DEBUG", None)
+        executable = Path(sys.executable).with_name("twinids")
+        command = [str(executable)] if executable.exists() else [sys.executable, "-m", "twinids.cli.main"]
+        done = subprocess.run(
+            [*command, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        return CommandResult(done.returncode, done.stdout, done.stderr)
+
+    return run
+
+
+@pytest.fixture
+def twinids_cli(tmp_path: Path):
+    """Run the real `twinids` command in tmp_path with an isolated MLflow store."""
+    return make_cli_runner(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def cli_runner_factory():
+    """make_cli_runner, for module-scoped fixtures that share one workdir between tests."""
+    return make_cli_runner

@@ -1,0 +1,1 @@
+"""twinids: intrusion detection for IoT-enhanced digital twin networks."""

@@ -1,0 +1,64 @@
+"""The `twinids` command: one sub-command group per module; user errors print one line, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from twinids.cli import data, evaluate, train
+from twinids.errors import TwinIDSError
+
+app = typer.Typer(
+    name="twinids",
+    help="Train and evaluate intrusion detectors for IoT-enhanced digital twin networks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("train", context_settings=train.CONTEXT)(train.train_command)
+app.command("eval", context_settings=evaluate.CONTEXT)(evaluate.eval_command)
+app.add_typer(data.app, name="data")
+
+DEBUG_ENV = "TWINIDS_DEBUG"
+
+
+@app.callback()
+def root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    """twinids: detectors for digital twin networks (LSTM, hybrid, DP-SGD), tracked in MLflow."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+def main() -> None:
+    """Console entry point: run the app and turn errors into one stderr line and a non-zero exit code."""
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except TwinIDSError as error:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:  # a bug, not a user mistake: still one line unless --debug
+        if os.environ.get(DEBUG_ENV):
+            raise
+        message = f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)"
+        print(message, file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""LSTM detector: a pure nn.Module mapping windows (batch, time, features) to class logits."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LSTMDetector(nn.Module):
+    """Stacked (optionally bidirectional) LSTM; the last layer's final hidden states feed a linear head.
+
+    Kept free of training logic so Opacus can wrap it and pre-training and private fine-tuning share it.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+        bidirectional: bool = False,
+    ) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(
+            input_size=n_features,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            dropout=dropout if num_layers > 1 else 0.0,
+            bidirectional=bidirectional,
+            batch_first=True,
+        )
+        directions = 2 if bidirectional else 1
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(directions * hidden_size, n_classes)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """Class logits (batch, n_classes) for windows (batch, time, features)."""
+        _, (h_n, _) = self.lstm(windows)
+        directions = 2 if self.lstm.bidirectional else 1
+        last_layer = h_n[-directions:]  # (directions, batch, hidden)
+        summary = last_layer.transpose(0, 1).reshape(windows.shape[0], -1)
+        return self.head(self.dropout(summary))

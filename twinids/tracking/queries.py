@@ -1,0 +1,31 @@
+"""Read back what a tracked run stored: its checkpoint and its config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twinids.errors import TwinIDSError
+from twinids.tracking.run import CHECKPOINT_ARTIFACT_DIR
+from twinids.tracking.store import resolve_tracking_uri
+
+
+def download_checkpoint(run_id: str, destination: Path, tracking_uri: str | None = None) -> Path:
+    """Fetch the best checkpoint a training run logged; raise TwinIDSError if the run or checkpoint is missing."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = resolve_tracking_uri(tracking_uri)
+    try:
+        mlflow.tracking.MlflowClient(uri).get_run(run_id)
+        folder = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=CHECKPOINT_ARTIFACT_DIR, dst_path=str(destination), tracking_uri=uri
+        )
+    except MlflowException as error:
+        raise TwinIDSError(
+            f"no run '{run_id}' with a checkpoint in the tracking store {uri}; pass a training run id "
+            "(see `mlflow ui`) or a .ckpt path"
+        ) from error
+    checkpoints = sorted([*Path(folder).glob("*.ckpt"), *Path(folder).glob("*.joblib")])
+    if not checkpoints:
+        raise TwinIDSError(f"run '{run_id}' logged no checkpoint; only training runs can be evaluated")
+    return checkpoints[0]
