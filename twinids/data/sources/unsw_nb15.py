@@ -1,0 +1,84 @@
+"""UNSW-NB15, the 82,332-record partition: flows without time order, stored in class stretches, so a
+seeded stratified random 70/15/15 split; window 1 (see datasets/unsw_nb15.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from twinids.data.frame import ATTACK, DEVICE, LABEL, NORMAL, SPLIT, TIME
+from twinids.data.sources.tabular import (
+    binary_labels,
+    check_cells,
+    finish_frame,
+    locate,
+    normalise_values,
+    per_unique,
+    read_table,
+    require_columns,
+    require_numeric,
+    stratified_split,
+)
+from twinids.errors import TwinIDSError
+
+CARD = "unsw_nb15"
+DEFAULT_FILE = "UNSW_NB15_training-set.csv.gz"
+CATEGORICAL = ("proto", "service", "state")
+NOT_FEATURES = ("id", "attack_cat", "label")
+
+
+def load(
+    root: str,
+    file: str = DEFAULT_FILE,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    deduplicate: bool = False,
+) -> pd.DataFrame:
+    """Load a UNSW-NB15 partition file as one tidy frame with a seeded stratified split.
+
+    Args:
+        root: folder holding the file.
+        file: the partition file (CSV, gzip allowed); default the 82,332-record one shipped here.
+        val_fraction, test_fraction: shares of each attack_cat's rows dealt to val and test.
+        seed: the split's seed.
+        deduplicate: keep only the first of rows with identical features and label (about a third of
+            the 82,332 rows repeat one once `id` is dropped), so no test row repeats a train row.
+
+    Raises:
+        TwinIDSError: missing, truncated or malformed file, bad cells, label/attack_cat disagreement.
+    """
+    path = locate(root, file, CARD)
+    raw = read_table(path, CARD)
+    raw.columns = [str(c).strip() for c in raw.columns]
+    require_columns(raw, NOT_FEATURES, path, CARD)
+    check_cells(raw, path, CARD)
+    labels = binary_labels(raw["label"], path, CARD, "label")
+    attack = per_unique(raw["attack_cat"], lambda v: str(v).strip().lower())
+    disagree = (attack == NORMAL) != (labels == 0)
+    if disagree.any():
+        line = int(np.flatnonzero(disagree)[0]) + 2
+        raise TwinIDSError(f"{CARD}: {path}: line {line}: 'label' and 'attack_cat' disagree (Normal <=> label 0)")
+    features = [c for c in raw.columns if c not in NOT_FEATURES]
+    frame = pd.DataFrame({c: normalise_values(raw[c]) for c in features})
+    for column in CATEGORICAL:
+        if column in frame.columns:
+            frame[column] = frame[column].astype(str)
+    require_numeric(frame.drop(columns=[c for c in CATEGORICAL if c in frame.columns]), path, CARD)
+    frame.insert(0, TIME, np.arange(len(frame), dtype=np.float64))
+    frame.insert(0, DEVICE, "network")
+    frame = frame.assign(**{LABEL: labels, ATTACK: attack})
+    if deduplicate:
+        frame = frame[~frame.duplicated([*features, LABEL])].reset_index(drop=True)
+    split = stratified_split(frame[ATTACK].to_numpy(), float(val_fraction), float(test_fraction), int(seed))
+    return finish_frame(frame.assign(**{SPLIT: split}), CARD)
+
+
+def raw(root: str, file: str = DEFAULT_FILE) -> pd.DataFrame:
+    """The partition as published (every cell a string, `id` kept), for the audit."""
+    path = locate(root, file, CARD)
+    table = read_table(path, CARD, dtype=str, keep_default_na=False)
+    table.columns = [str(c).strip() for c in table.columns]
+    require_columns(table, NOT_FEATURES, path, CARD)
+    labels = binary_labels(table.pop("label"), path, CARD, "label")
+    return table.assign(**{LABEL: labels, ATTACK: table.pop("attack_cat").str.strip().str.lower(), DEVICE: "network"})
