@@ -96,3 +96,11 @@ def _first_line(error: Exception) -> str:
 def to_yaml(cfg: DictConfig) -> str:
     """The config as YAML text, as it is printed by `--cfg job` and logged with each run."""
     return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def require_complete(cfg: DictConfig) -> None:
+    """Refuse a config with mandatory values (`???`) left unset, naming each key."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        example = f"{missing[0]}=..."
+        raise TwinIDSError(f"missing required setting(s) {', '.join(missing)}; set them as overrides, e.g. {example}")

@@ -41,10 +41,12 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunResult:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
+    from twinids.config import require_complete
     from twinids.data.registry import build_windows
     from twinids.tracking.run import CHECKPOINT_ARTIFACT_DIR, start_run
     from twinids.training.checkpoint import make_run_record
 
+    require_complete(cfg)
     quiet_libraries()
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = build_windows(cfg.data)
