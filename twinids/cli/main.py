@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 import sys
 
+# OpenMP threads that spin while waiting make torch tens of times slower when another process shares the
+# cores (parallel sweeps, a second job); sleeping waits cost little when the machine is idle. Must be set
+# before torch loads its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import click
 import typer
 

@@ -1,0 +1,141 @@
+"""The digital twin network: build the devices, run each with its twin and attacks, return one tidy frame."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from twinids.data.frame import validate_frame
+from twinids.errors import TwinIDSError
+from twinids.twin.devices import DEVICE_KINDS, build_device
+from twinids.twin.schedule import check_fits, parse_attacks, plan_episodes
+from twinids.twin.stream import run_device
+
+DEFAULT_DEVICES: dict[str, int] = {"heated_room": 2, "water_tank": 2, "conveyor": 2}
+FEATURES = ("device_kind", "sensor_primary", "sensor_secondary", "twin_primary", "twin_secondary",
+            "residual_primary", "residual_secondary", "actuator_command", "actuator_reported",
+            "setpoint", "exogenous", "dt")
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers (from Hydra) as plain dicts/lists; anything else unchanged."""
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def parse_devices(devices: Mapping[str, Any] | Sequence[Any] | None) -> list[tuple[str, str, dict[str, Any]]]:
+    """(name, kind, parameter overrides) per device from any of the accepted shapes:
+
+    - None: two of each kind (`DEFAULT_DEVICES`);
+    - {kind: count}: `count` devices of `kind`, named `<kind>_1`, `<kind>_2`, ...;
+    - [kind, ...] or [{kind: ..., name: ..., <parameter>: ...}, ...]: one device per entry.
+    """
+    devices = DEFAULT_DEVICES if devices is None else _plain(devices)
+    entries: list[dict[str, Any]] = []
+    if isinstance(devices, Mapping):
+        for kind, count in devices.items():
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise TwinIDSError(f"devices.{kind} must be a whole number of devices >= 0; got {count!r}")
+            entries += [{"kind": kind} for _ in range(count)]
+    elif isinstance(devices, Sequence) and not isinstance(devices, str):
+        for index, entry in enumerate(devices):
+            if isinstance(entry, str):
+                entries.append({"kind": entry})
+            elif isinstance(entry, Mapping) and "kind" in entry:
+                entries.append(dict(entry))
+            else:
+                raise TwinIDSError(f"devices[{index}] must be a kind name or a mapping with a 'kind' key; "
+                                   f"got {entry!r}; kinds are {sorted(DEVICE_KINDS)}")
+    else:
+        raise TwinIDSError(f"devices must be a mapping kind -> count or a list of devices; got {devices!r}")
+    parsed: list[tuple[str, str, dict[str, Any]]] = []
+    seen: dict[str, int] = {}
+    for entry in entries:
+        kind = str(entry.pop("kind"))
+        if kind not in DEVICE_KINDS:
+            raise TwinIDSError(f"devices: unknown device kind {kind!r}; valid kinds are {sorted(DEVICE_KINDS)}")
+        seen[kind] = seen.get(kind, 0) + 1
+        name = str(entry.pop("name", f"{kind}_{seen[kind]}"))
+        if any(name == other for other, _, _ in parsed):
+            raise TwinIDSError(f"devices: duplicate device name {name!r}; give each device its own 'name'")
+        parsed.append((name, kind, entry))
+    if not parsed:
+        raise TwinIDSError(f"devices: no devices configured; add at least one of {sorted(DEVICE_KINDS)}")
+    return parsed
+
+
+def _check_numbers(seed: Any, n_steps: Any, step_seconds: Any, twin_gain: Any, twin_gate: Any,
+                   packet_loss: Any) -> None:
+    def whole(value: Any) -> bool:
+        return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+    if not whole(seed) or seed < 0:
+        raise TwinIDSError(f"seed must be a whole number >= 0; got {seed!r}")
+    if not whole(n_steps) or n_steps < 1:
+        raise TwinIDSError(f"n_steps must be a whole number >= 1 (steps per device); got {n_steps!r}")
+    if isinstance(step_seconds, bool) or not isinstance(step_seconds, int | float) or step_seconds <= 0:
+        raise TwinIDSError(f"step_seconds must be a number > 0; got {step_seconds!r}")
+    if isinstance(twin_gain, bool) or not isinstance(twin_gain, int | float) or not 0 <= twin_gain <= 1:
+        raise TwinIDSError(f"twin_gain must be a number in [0, 1] (0 = pure open-loop twin); got {twin_gain!r}")
+    if isinstance(twin_gate, bool) or not isinstance(twin_gate, int | float) or twin_gate <= 0:
+        raise TwinIDSError(f"twin_gate must be a number > 0 (sensor-noise stds); got {twin_gate!r}")
+    if isinstance(packet_loss, bool) or not isinstance(packet_loss, int | float) or not 0 <= packet_loss < 1:
+        raise TwinIDSError(f"packet_loss must be a probability in [0, 1); got {packet_loss!r}")
+
+
+def simulate_network(
+    seed: int = 0,
+    n_steps: int = 4000,
+    step_seconds: float = 60.0,
+    devices: Mapping[str, Any] | Sequence[Any] | None = None,
+    attacks: Mapping[str, Any] | None = None,
+    twin_gain: float = 0.02,
+    twin_gate: float = 5.0,
+    packet_loss: float = 0.002,
+) -> pd.DataFrame:
+    """Simulate the digital twin network and return its telemetry as a tidy frame (sorted by device, time).
+
+    Args:
+        seed: root seed; each device draws from its own stream keyed by (seed, device name), so adding a
+            device leaves the others unchanged.
+        n_steps: sampling steps per device (rows per device, less any packets lost).
+        step_seconds: sampling period in seconds.
+        devices: None, {kind: count} or a list of kinds / {kind, name, <parameter>: value} mappings.
+        attacks: None (every type, defaults) or {type: {rate, length, <type settings>}}; {} for no attacks.
+        twin_gain: share of a plausible reading's residual the virtual twin folds in per step (0 = open loop).
+        twin_gate: readings further than this many sensor-noise stds from the twin are not folded in.
+        packet_loss: probability that a normal packet is lost (benign gaps in `dt`).
+
+    Raises:
+        TwinIDSError: a bad argument, with the key at fault and the valid options.
+    """
+    _check_numbers(seed, n_steps, step_seconds, twin_gain, twin_gate, packet_loss)
+    device_specs = parse_devices(devices)
+    attack_settings = parse_attacks(_plain(attacks))
+    check_fits(attack_settings, int(n_steps))
+    frames = []
+    for name, kind, overrides in device_specs:
+        streams = np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).spawn(4)
+        params_rng, schedule_rng, noise_rng, attack_rng = (np.random.default_rng(s) for s in streams)
+        model = build_device(kind, float(step_seconds), params_rng, overrides, where=f"devices[{name!r}]")
+        episodes = plan_episodes(attack_settings, int(n_steps), attack_rng, model)
+        rows = run_device(model, episodes, int(n_steps), noise_rng, schedule_rng, float(twin_gain),
+                          float(twin_gate), float(packet_loss))
+        frame = pd.DataFrame(rows)
+        frame.insert(0, "device", name)
+        frame.insert(2, "device_kind", kind)
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    frame["residual_primary"] = frame["sensor_primary"] - frame["twin_primary"]
+    frame["residual_secondary"] = frame["sensor_secondary"] - frame["twin_secondary"]
+    frame["dt"] = frame.groupby("device", sort=False)["time"].diff().fillna(float(step_seconds))
+    frame = frame.sort_values(["device", "time"], kind="stable", ignore_index=True)
+    ordered = ["device", "time", *FEATURES, "label", "attack"]
+    frame = frame[ordered].astype({"label": "int64", "time": "float64"})
+    return validate_frame(frame, "synthetic_twin")
