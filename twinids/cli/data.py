@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Datasets: simulate, list, inspect, audit.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: simulate, list, inspect, audit.", no_args_is_help=True, rich_markup_mode=None)
 CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 

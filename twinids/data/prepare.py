@@ -69,7 +69,10 @@ class WindowedData:
 
 def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedData:
     """Build leakage-free windows: splits assigned on time-ordered rows, encoder fitted on train rows only."""
-    frame = frame.sort_values([DEVICE, TIME], kind="stable").reset_index(drop=True)
+    order = np.lexsort((frame[TIME].to_numpy(), pd.factorize(frame[DEVICE], sort=True)[0]))
+    if not np.array_equal(order, np.arange(len(frame))):  # sources usually deliver sorted rows: skip the copy
+        frame = frame.iloc[order]
+    frame = frame.reset_index(drop=True)
     split = assign_splits(
         frame,
         settings.split_method,

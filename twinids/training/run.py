@@ -170,6 +170,8 @@ def quiet_libraries() -> None:
     """Keep library chatter (device summaries, dataloader-worker hints) out of the command's output."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import pytorch_lightning  # noqa: F401  (its import sets its loggers to INFO; lower them afterwards)
+
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (
@@ -177,5 +179,6 @@ def quiet_libraries() -> None:
         ".*Checkpoint directory .* exists and is not empty.*",
         ".*LeafSpec.*",
         ".*callbacks used to create the checkpoint need to be provided.*",
+        ".*have no `val_dataloader`.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)

@@ -39,5 +39,5 @@ class LSTMDetector(nn.Module):
         _, (h_n, _) = self.lstm(windows)
         directions = 2 if self.lstm.bidirectional else 1
         last_layer = h_n[-directions:]  # (directions, batch, hidden)
-        summary = last_layer.transpose(0, 1).reshape(windows.shape[0], -1)
+        summary = last_layer.transpose(0, 1).flatten(1)  # flatten(1), not reshape(batch, -1): batches may be empty
         return self.head(self.dropout(summary))

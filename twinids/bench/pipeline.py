@@ -1,0 +1,178 @@
+"""Benchmarks of the non-private pipeline: Lightning loop overhead, inference rate, windowing, start-up time.
+
+Each figure is measured against its baseline in the same process and run, so ratios are comparable on a
+noisy machine even when absolute numbers are not.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def synthetic_windows(
+    n_windows: int, window: int, features: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encoded rows, window starts and binary targets of one long stream (benchmark input, not a dataset)."""
+    rng = np.random.default_rng(seed)
+    rows = rng.standard_normal((n_windows + window - 1, features)).astype(np.float32)
+    starts = np.arange(n_windows)
+    targets = (rng.random(n_windows) < 0.2).astype(np.int64)
+    return rows, starts, targets
+
+
+def _loader(rows: np.ndarray, starts: np.ndarray, targets: np.ndarray, window: int, batch: int, shuffle: bool):
+    from torch.utils.data import DataLoader
+
+    from twinids.data.datamodule import WindowDataset, keep_batch
+
+    dataset = WindowDataset(torch.from_numpy(rows), starts, targets, window)
+    return DataLoader(dataset, batch_size=batch, shuffle=shuffle, collate_fn=keep_batch)
+
+
+def measure_loop_overhead(
+    n_windows: int = 20_000, window: int = 10, features: int = 40, epochs: int = 2, batch: int = 256,
+    repeats: int = 3,
+) -> dict[str, float]:
+    """Seconds per epoch of the twinids Lightning loop (MLflow logger attached) vs a plain PyTorch loop."""
+    import pytorch_lightning as pl
+
+    from twinids.models.lstm import LSTMDetector
+    from twinids.tracking.run import start_run
+    from twinids.training.module import DetectorModule
+
+    rows, starts, targets = synthetic_windows(n_windows, window, features)
+
+    def plain() -> float:
+        torch.manual_seed(0)
+        net = LSTMDetector(features, 2)
+        optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        net.train()
+        began = time.perf_counter()
+        for _ in range(epochs):
+            for windows, labels in _loader(rows, starts, targets, window, batch, True):
+                optimizer.zero_grad()
+                loss = loss_fn(net(windows), labels)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                optimizer.step()
+        return (time.perf_counter() - began) / epochs
+
+    def lightning(store: Path) -> float:
+        torch.manual_seed(0)
+        module = DetectorModule(LSTMDetector(features, 2), lambda p: torch.optim.Adam(p, lr=3e-3), ["normal", "attack"])
+        with start_run("bench", f"sqlite:///{store / 'mlflow.db'}") as run:
+            trainer = pl.Trainer(
+                max_epochs=epochs, accelerator="cpu", logger=run.logger, log_every_n_steps=25,
+                gradient_clip_val=1.0, enable_checkpointing=False, enable_progress_bar=False,
+                enable_model_summary=False, limit_val_batches=0, default_root_dir=str(store),
+            )
+            began = time.perf_counter()
+            trainer.fit(module, train_dataloaders=_loader(rows, starts, targets, window, batch, True))
+            return (time.perf_counter() - began) / epochs
+
+    with tempfile.TemporaryDirectory() as folder:
+        plain()  # warm-up (allocator, thread pool)
+        plain_s, lightning_s = [], []
+        for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
+            plain_s.append(plain())
+            lightning_s.append(lightning(Path(folder)))
+    plain_median, lightning_median = statistics.median(plain_s), statistics.median(lightning_s)
+    return {
+        "plain_loop_s_per_epoch": plain_median,
+        "twinids_loop_s_per_epoch": lightning_median,
+        "loop_overhead_ratio": lightning_median / plain_median,
+    }
+
+
+def measure_inference(
+    n_windows: int = 50_000, window: int = 10, features: int = 40, batch: int = 4096, repeats: int = 3
+) -> dict[str, float]:
+    """Windows per second of batched LSTM-detector inference through the twinids data path."""
+    from twinids.models.lstm import LSTMDetector
+
+    rows, starts, targets = synthetic_windows(n_windows, window, features)
+    net = LSTMDetector(features, 2).eval()
+    timings = []
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            began = time.perf_counter()
+            for windows, _ in _loader(rows, starts, targets, window, batch, False):
+                net(windows).softmax(dim=1)
+            timings.append(time.perf_counter() - began)
+    return {"inference_windows_per_s": n_windows / statistics.median(timings[1:])}
+
+
+def measure_windowing(
+    rows: int = 1_000_000, features: int = 40, window: int = 20, devices: int = 10
+) -> dict[str, float]:
+    """Time and peak extra memory to build windows and targets for a (rows x features) array."""
+    from twinids.data.datamodule import WindowDataset
+    from twinids.data.windows import run_boundaries, window_starts, window_targets
+
+    rng = np.random.default_rng(0)
+    raw = rng.standard_normal((rows, features)).astype(np.float32)
+    per_device = rows // devices
+    device = np.arange(rows) // per_device  # equal blocks; the remainder forms one short extra device
+    split = np.where(np.arange(rows) % per_device < 0.7 * per_device, 0, 1)
+    codes = (rng.random(rows) < 0.1).astype(np.int64)
+    tracemalloc.start()
+    began = time.perf_counter()
+    boundaries = run_boundaries(device, split)
+    starts = window_starts(boundaries, window, 1)
+    targets = window_targets(codes, starts, window, "any")
+    dataset = WindowDataset(torch.from_numpy(raw), starts, targets, window)
+    elapsed = time.perf_counter() - began
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del dataset
+    return {
+        "windowing_s_1m_rows": elapsed,
+        "windowing_peak_memory_vs_raw_ratio": peak / raw.nbytes,
+        "windowing_windows": float(len(starts)),
+    }
+
+
+def measure_prepare(rows: int = 1_000_000, features: int = 40, window: int = 20, devices: int = 10) -> dict[str, float]:
+    """Time and peak memory of the whole frame-to-windows pipeline (sort, split, encode on train, window)."""
+    import pandas as pd
+    import sklearn.compose
+    import sklearn.preprocessing  # noqa: F401  (imported before timing: import cost is start-up, not pipeline)
+
+    from twinids.data.prepare import WindowSettings, prepare_windows
+
+    rng = np.random.default_rng(0)
+    raw = rng.standard_normal((rows, features)).astype(np.float32)
+    frame = pd.DataFrame(raw, columns=[f"f{i}" for i in range(features)])
+    frame["device"] = np.repeat(np.arange(devices), rows // devices + 1)[:rows].astype(str)
+    frame["time"] = np.arange(rows, dtype=np.float64)
+    frame["label"] = (rng.random(rows) < 0.1).astype(np.int64)
+    frame["attack"] = np.where(frame["label"] == 1, "injection", "normal")
+    tracemalloc.start()
+    began = time.perf_counter()
+    prepare_windows(frame, WindowSettings(window=window))
+    elapsed = time.perf_counter() - began
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"prepare_s_1m_rows": elapsed, "prepare_peak_memory_vs_raw_ratio": peak / raw.nbytes}
+
+
+def measure_startup(repeats: int = 5) -> dict[str, float]:
+    """Median wall time of `twinids --help` in a fresh interpreter."""
+    command = [sys.executable, "-m", "twinids.cli.main", "--help"]
+    subprocess.run(command, capture_output=True, check=True)  # warm the file cache
+    timings = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True)
+        timings.append(time.perf_counter() - began)
+    return {"startup_help_s": statistics.median(timings)}

@@ -1,0 +1,104 @@
+"""Run every benchmark in one process and lay the figures out against their targets."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    """One headline figure, its goal, and which way is better."""
+
+    key: str
+    label: str
+    goal: float
+    higher_is_better: bool
+    unit: str = ""
+
+    def met(self, value: float) -> bool:
+        """Whether the measured value reaches the goal."""
+        return value >= self.goal if self.higher_is_better else value <= self.goal
+
+
+TARGETS = (
+    Target("dp_step_vs_lstm_ratio", "DP-SGD step (PrivateLSTM) / nn.LSTM step", 3.0, False, "x"),
+    Target("loop_overhead_ratio", "twinids Lightning loop / plain PyTorch loop", 1.10, False, "x"),
+    Target("inference_windows_per_s", "LSTM detector inference", 100_000, True, " windows/s"),
+    Target("windowing_s_1m_rows", "windows for 1M rows x 40 features", 2.0, False, " s"),
+    Target("windowing_peak_memory_vs_raw_ratio", "windowing peak memory / raw array", 2.0, False, "x"),
+    Target("prepare_s_1m_rows", "whole pipeline (sort, split, encode, window), 1M x 40", 2.0, False, " s"),
+    Target("prepare_peak_memory_vs_raw_ratio", "whole pipeline peak memory / raw array", 2.0, False, "x"),
+    Target("startup_help_s", "`twinids --help`", 0.3, False, " s"),
+)
+
+
+def machine_description(device: str) -> dict[str, str]:
+    """What the figures were measured on."""
+    import torch
+
+    description = {
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": str(__import__("os").cpu_count()),
+        "torch": torch.__version__,
+        "torch_threads": str(torch.get_num_threads()),
+        "device": device,
+    }
+    if device == "cuda" and torch.cuda.is_available():
+        description["gpu"] = torch.cuda.get_device_name(0)
+    return description
+
+
+def run_all(device: str = "cpu", threads: int = 2, quick: bool = False) -> dict[str, float]:
+    """Every benchmark, each against its baseline measured in this same run."""
+    import torch
+
+    from twinids.bench.dp_step import measure_dp_step
+    from twinids.bench.pipeline import (
+        measure_inference,
+        measure_loop_overhead,
+        measure_prepare,
+        measure_startup,
+        measure_windowing,
+    )
+    from twinids.training.run import quiet_libraries
+
+    quiet_libraries()
+    torch.set_num_threads(threads)
+    results: dict[str, float] = {}
+    steps: list[Callable[[], dict[str, float]]] = [
+        lambda: measure_dp_step(threads=threads, device=device, repeats=5 if quick else 15),
+        lambda: measure_loop_overhead(n_windows=5_000 if quick else 20_000, repeats=1 if quick else 5),
+        lambda: measure_inference(n_windows=10_000 if quick else 50_000),
+        lambda: measure_windowing(rows=100_000 if quick else 1_000_000),
+        lambda: measure_prepare(rows=100_000 if quick else 1_000_000),
+        lambda: measure_startup(repeats=2 if quick else 5),
+    ]
+    for step in steps:
+        results.update(step())
+    return results
+
+
+def markdown_table(results: dict[str, float], machine: dict[str, str]) -> str:
+    """The headline figures against their targets, then every raw figure, as Markdown."""
+    lines = ["| figure | measured | target | met |", "|---|---:|---:|:---:|"]
+    for target in TARGETS:
+        if target.key not in results:
+            continue
+        value = results[target.key]
+        sign = ">=" if target.higher_is_better else "<="
+        lines.append(
+            f"| {target.label} | {_format(value)}{target.unit} | {sign} {_format(target.goal)}{target.unit} | "
+            f"{'yes' if target.met(value) else 'NO'} |"
+        )
+    lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), "", "| key | value |",
+              "|---|---:|"]
+    lines += [f"| {key} | {_format(value)} |" for key, value in sorted(results.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _format(value: float) -> str:
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
