@@ -104,3 +104,19 @@ def require_complete(cfg: DictConfig) -> None:
     if missing:
         example = f"{missing[0]}=..."
         raise TwinIDSError(f"missing required setting(s) {', '.join(missing)}; set them as overrides, e.g. {example}")
+
+
+def build(node: DictConfig, what: str, **kwargs: object) -> object:
+    """`hydra.utils.instantiate` whose failures (bad arguments in a config node) become one-line user errors."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        cause: BaseException = error
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, TwinIDSError):
+            raise cause from None
+        raise TwinIDSError(f"cannot build {what}: {_first_line(cause)}") from error

@@ -65,3 +65,30 @@ def test_help_lists_the_commands(twinids_cli):
     assert result.returncode == 0
     for command in ("train", "eval", "data"):
         assert command in result.stdout
+
+
+def test_simulate_writes_the_simulator_frame_to_csv(twinids_cli, tmp_path):
+    import pandas as pd
+
+    result = twinids_cli("data", "simulate", "--out", "twin.csv", "data.source.n_steps=600")
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(tmp_path / "twin.csv")
+    assert {"device", "time", "label", "attack"} <= set(frame.columns)
+    assert frame["label"].isin([0, 1]).all() and frame["device"].nunique() == 6
+
+
+def test_simulator_settings_too_small_for_the_attacks_are_explained(twinids_cli, tmp_path):
+    assert_one_line_error(twinids_cli("data", "simulate", "--out", "twin.csv", "data.source.n_steps=100"), "n_steps")
+    assert not (tmp_path / "twin.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (("model.net.hidden_size=-3",), "hidden_size"),
+        (("model=random_forest", "model.estimator.n_estimators=0"), "n_estimators"),
+    ],
+)
+def test_bad_model_settings_are_refused_before_any_run_is_created(twinids_cli, tmp_path, overrides, fragment):
+    assert_one_line_error(twinids_cli("train", "data.source.n_steps=800", *overrides), fragment)
+    assert not (tmp_path / "outputs").exists()

@@ -16,15 +16,14 @@ def simulate_command(
     overrides: list[str] = typer.Argument(None, help="Overrides of the simulator, e.g. data.source.n_steps=5000"),
 ) -> None:
     """Write the built-in digital twin simulator's telemetry (as `data=synthetic_twin` sees it) to a CSV file."""
-    from hydra.utils import instantiate
-
     from twinids.config import compose
+    from twinids.data.registry import load_frame
     from twinids.errors import TwinIDSError
 
     if out.suffix.lower() != ".csv":
         raise TwinIDSError(f"--out must name a .csv file, got '{out}'")
     cfg = compose(["data=synthetic_twin", *(overrides or [])])
-    frame = instantiate(cfg.data.source)
+    frame = load_frame(cfg.data)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     frame.to_csv(partial, index=False)

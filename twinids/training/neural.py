@@ -15,11 +15,11 @@ from twinids.errors import TwinIDSError
 def build_module(cfg: DictConfig, n_features: int, class_names: list[str], train_counts: np.ndarray) -> Any:
     """The LightningModule for `cfg.model`, sized to the data."""
     import torch
-    from hydra.utils import instantiate
 
+    from twinids.config import build
     from twinids.training.module import DetectorModule
 
-    net = instantiate(cfg.model.net, n_features=n_features, n_classes=len(class_names))
+    net = build(cfg.model.net, f"model '{cfg.model.name}'", n_features=n_features, n_classes=len(class_names))
     weighting = cfg.model.get("class_weights", "none")
     if weighting not in ("none", "balanced"):
         raise TwinIDSError(f"unknown model.class_weights '{weighting}'; valid: none, balanced")
@@ -27,7 +27,7 @@ def build_module(cfg: DictConfig, n_features: int, class_names: list[str], train
     if weighting == "balanced":
         counts = np.maximum(train_counts, 1).astype(np.float64)
         weights = torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
-    return DetectorModule(net, instantiate(cfg.model.optimizer), class_names, weights)
+    return DetectorModule(net, build(cfg.model.optimizer, "model.optimizer"), class_names, weights)
 
 
 def datamodule_for(cfg: DictConfig, data: WindowedData) -> Any:

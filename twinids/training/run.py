@@ -39,9 +39,8 @@ def is_classical(cfg: DictConfig) -> bool:
 def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunResult:
     """Train a detector as `cfg` describes, test its best checkpoint, and track everything in MLflow."""
     import pytorch_lightning as pl
-    from hydra.utils import instantiate
 
-    from twinids.config import require_complete
+    from twinids.config import build, require_complete
     from twinids.data.registry import build_windows
     from twinids.tracking.run import CHECKPOINT_ARTIFACT_DIR, start_run
     from twinids.training.checkpoint import make_run_record
@@ -51,7 +50,8 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunResult:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = build_windows(cfg.data)
     if is_classical(cfg):
-        detector = instantiate(cfg.model.estimator)
+        detector = build(cfg.model.estimator, f"model '{cfg.model.name}'")
+        check_estimator_params(detector, str(cfg.model.name))
     else:
         from twinids.training.neural import build_module
 
@@ -129,6 +129,16 @@ def _fit_classical(
     metrics, confusion = score_estimator(estimator, data, "test")
     run.log_metrics({**val_metrics, **metrics}, step=0)
     return metrics, save_estimator(estimator, record, run_dir / "checkpoints"), confusion
+
+
+def check_estimator_params(estimator: Any, name: str) -> None:
+    """Validate a scikit-learn estimator's parameters now (sklearn itself waits until fit, inside the run)."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    try:
+        estimator._validate_params()
+    except InvalidParameterError as error:
+        raise TwinIDSError(f"model '{name}': {error}") from error
 
 
 def run_tags(cfg: DictConfig, job: str) -> dict[str, str]:
