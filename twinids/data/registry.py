@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from omegaconf import DictConfig
 
-from twinids.config import group_options
+from twinids.config import build, group_options
 from twinids.data.frame import validate_frame
 from twinids.data.prepare import WindowedData, WindowSettings, prepare_windows
 from twinids.errors import TwinIDSError
@@ -18,18 +18,7 @@ def dataset_names() -> list[str]:
 
 def load_frame(data_cfg: DictConfig) -> pd.DataFrame:
     """Run the dataset's source (its `_target_` loader) and check the tidy-frame contract."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    try:
-        frame = instantiate(data_cfg.source)
-    except InstantiationException as error:
-        cause = error.__cause__
-        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
-            cause = cause.__cause__
-        if isinstance(cause, TwinIDSError):
-            raise cause from None
-        raise TwinIDSError(f"data '{data_cfg.name}': cannot build source: {cause or error}") from error
+    frame = build(data_cfg.source, f"data '{data_cfg.name}' source")
     if not isinstance(frame, pd.DataFrame):
         raise TwinIDSError(f"data '{data_cfg.name}': source returned {type(frame).__name__}, not a DataFrame")
     return validate_frame(frame, f"data '{data_cfg.name}'")
