@@ -115,7 +115,7 @@ def build(node: DictConfig, what: str, **kwargs: object) -> object:
         return instantiate(node, **kwargs)
     except InstantiationException as error:
         cause: BaseException = error
-        while cause.__cause__ is not None:
+        while cause.__cause__ is not None and not isinstance(cause, TwinIDSError):
             cause = cause.__cause__
         if isinstance(cause, TwinIDSError):
             raise cause from None

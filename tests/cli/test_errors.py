@@ -92,3 +92,17 @@ def test_simulator_settings_too_small_for_the_attacks_are_explained(twinids_cli,
 def test_bad_model_settings_are_refused_before_any_run_is_created(twinids_cli, tmp_path, overrides, fragment):
     assert_one_line_error(twinids_cli("train", "data.source.n_steps=800", *overrides), fragment)
     assert not (tmp_path / "outputs").exists()
+    assert not (tmp_path / "mlruns").exists()  # no MLflow store, so no FAILED run either
+
+
+def test_audit_exits_non_zero_on_the_raw_ton_iot_files_and_zero_on_the_loaded_frame(twinids_cli, shared_datasets):
+    raw = twinids_cli(
+        "data", "audit", "ton_iot", "--raw", f"data.root={shared_datasets}", "data.source.devices=[fridge,garage_door]"
+    )
+    assert raw.returncode == 1, raw.stderr
+    assert "LEAK: ts" in raw.stdout and "FAILED" in raw.stdout
+    loaded = twinids_cli(
+        "data", "audit", "ton_iot", f"data.root={shared_datasets}", "data.source.devices=[fridge,garage_door]"
+    )
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    assert "PASSED" in loaded.stdout

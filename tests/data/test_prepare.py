@@ -79,8 +79,11 @@ def test_categorical_features_are_one_hot_encoded_and_unseen_categories_become_z
     data = prepare_windows(frame, WindowSettings(window=5))
     one_hot = [i for i, name in enumerate(data.feature_names) if name.startswith("kind_")]
     assert {data.feature_names[i] for i in one_hot} == {"kind_pum", "kind_tan"}
-    test_rows = windows_rows(data.starts["test"], 5)
-    assert set(np.unique(data.rows[np.ix_(test_rows, one_hot)])) <= {0.0, 1.0}
+    ordered = frame.sort_values(["device", "time"], kind="stable").reset_index(drop=True)
+    unseen = np.flatnonzero(ordered["kind"].to_numpy() == "new_kind")
+    seen = np.flatnonzero(ordered["kind"].to_numpy() == "tan")
+    assert len(unseen) and not data.rows[np.ix_(unseen, one_hot)].any()
+    assert (data.rows[np.ix_(seen, one_hot)].sum(axis=1) == 1).all()
 
 
 def test_by_device_split_holds_out_whole_devices():
@@ -124,3 +127,11 @@ def test_training_data_with_one_class_is_refused():
 def test_bad_settings_are_refused_naming_the_key(field, value):
     with pytest.raises(TwinIDSError, match=field.split("_")[0]):
         prepare_windows(make_frame(), WindowSettings(**{field: value}))
+
+
+def test_windows_longer_than_one_row_are_refused_for_unordered_records():
+    from twinids.data.frame import mark_unordered
+
+    with pytest.raises(TwinIDSError, match=r"data\.window=1"):
+        prepare_windows(mark_unordered(make_frame()), WindowSettings(window=5))
+    assert len(prepare_windows(mark_unordered(make_frame()), WindowSettings(window=1)).starts["test"]) > 0

@@ -73,7 +73,7 @@ def test_train_logs_config_metrics_tags_checkpoint_and_confusion_matrix(trained)
 
 def test_eval_of_a_run_reproduces_its_logged_test_metrics_exactly(trained):
     cli, workdir, run_id, _ = trained
-    result = cli("eval", run_id, "trainer.enable_progress_bar=false")
+    result = cli("eval", run_id)  # no overrides: the config stored with the run is used as it is
     assert result.returncode == 0, result.stderr
     client = client_for(workdir)
     trained_metrics = client.get_run(run_id).data.metrics
@@ -85,11 +85,14 @@ def test_eval_of_a_run_reproduces_its_logged_test_metrics_exactly(trained):
 
 
 def test_eval_accepts_a_checkpoint_path_and_data_overrides(trained):
-    cli, _, _, train_result = trained
+    cli, workdir, run_id, train_result = trained
     checkpoint = re.search(r"checkpoint: (\S+\.ckpt)", train_result.stdout).group(1)
     result = cli("eval", checkpoint, "data.source.seed=99", "trainer.enable_progress_bar=false")
     assert result.returncode == 0, result.stderr
-    assert "test/f1_macro" in result.stdout
+    eval_run = client_for(workdir).get_run(run_id_of(result.stdout))
+    assert eval_run.data.params["data/source/seed"] == "99"
+    assert eval_run.data.tags["twinids.source_run_id"] == run_id
+    assert eval_run.data.metrics["test/f1_macro"] != client_for(workdir).get_run(run_id).data.metrics["test/f1_macro"]
 
 
 def test_a_run_that_crashes_during_training_ends_failed(trained):
@@ -101,3 +104,36 @@ def test_a_run_that_crashes_during_training_ends_failed(trained):
         [client_for(workdir).get_experiment_by_name("twinids").experiment_id], "attributes.run_name = 'crash'"
     )
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_ctrl_c_during_training_ends_the_run_killed_with_one_line(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = tmp_path / "mlruns" / "mlflow.db"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+    command = [
+        str(Path(sys.executable).with_name("twinids")),
+        "train",
+        *TINY[:-2],
+        "trainer.max_epochs=500",
+        "callbacks.early_stopping.patience=500",
+        "trainer.enable_progress_bar=false",
+    ]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{store}")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until training has logged at least one validation epoch
+        time.sleep(1)
+        if store.exists() and (experiment := client.get_experiment_by_name("twinids")):
+            runs = client.search_runs([experiment.experiment_id])
+            if runs and "val/f1_macro" in runs[0].data.metrics:
+                break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert client.search_runs([client.get_experiment_by_name("twinids").experiment_id])[0].info.status == "KILLED"

@@ -42,7 +42,11 @@ def root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks
 def main() -> None:
     """Console entry point: run the app and turn errors into one stderr line and a non-zero exit code."""
     try:
-        app(standalone_mode=False)
+        exit_code = app(standalone_mode=False)  # typer returns the code of Exit/Ctrl-C instead of exiting
+        if isinstance(exit_code, int) and exit_code != 0:
+            if exit_code == 130:
+                print("interrupted", file=sys.stderr)
+            sys.exit(exit_code)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.exceptions.Abort:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-METRIC_ORDER = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "fpr")
+from twinids.training.metrics import METRIC_NAMES as METRIC_ORDER
 
 
 def print_metrics(title: str, metrics: Mapping[str, float], details: Mapping[str, str]) -> None:

@@ -21,6 +21,13 @@ DEVICE, TIME, LABEL, ATTACK, SPLIT, SEGMENT = "device", "time", "label", "attack
 RESERVED_COLUMNS = (DEVICE, TIME, LABEL, ATTACK, SPLIT, SEGMENT)
 SPLITS = ("train", "val", "test")
 NORMAL = "normal"
+UNORDERED_ROWS = "unordered_rows"  # frame.attrs flag: rows are independent records (flows), `time` is a row number
+
+
+def mark_unordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """Flag a frame whose rows have no time order, so the pipeline refuses windows longer than one row."""
+    frame.attrs[UNORDERED_ROWS] = True
+    return frame
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:

@@ -8,7 +8,17 @@ import numpy as np
 import pandas as pd
 
 from twinids.data.encoding import FeatureEncoder
-from twinids.data.frame import ATTACK, DEVICE, LABEL, NORMAL, SEGMENT, SPLITS, TIME, feature_columns
+from twinids.data.frame import (
+    ATTACK,
+    DEVICE,
+    LABEL,
+    NORMAL,
+    SEGMENT,
+    SPLITS,
+    TIME,
+    UNORDERED_ROWS,
+    feature_columns,
+)
 from twinids.data.splits import assign_splits, check_splits_present
 from twinids.data.windows import LABEL_MODES, run_boundaries, window_starts, window_targets
 from twinids.errors import TwinIDSError
@@ -69,6 +79,11 @@ class WindowedData:
 
 def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedData:
     """Build leakage-free windows: splits assigned on time-ordered rows, encoder fitted on train rows only."""
+    if frame.attrs.get(UNORDERED_ROWS) and settings.window > 1:
+        raise TwinIDSError(
+            f"this dataset's rows are independent records with no time order, so a window of {settings.window} "
+            "rows would group unrelated records; use data.window=1"
+        )
     order = np.lexsort((frame[TIME].to_numpy(), pd.factorize(frame[DEVICE], sort=True)[0]))
     if not np.array_equal(order, np.arange(len(frame))):  # sources usually deliver sorted rows: skip the copy
         frame = frame.iloc[order]
@@ -88,7 +103,7 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
     encoder = FeatureEncoder(settings.scaler).fit(frame.loc[train_mask, features])
     rows = encoder.transform(frame[features])
 
-    class_names, row_codes = _class_codes(frame, train_mask, split, settings.task)
+    class_names, row_codes = _class_codes(frame, train_mask, settings.task)
     segment = frame[SEGMENT].to_numpy() if SEGMENT in frame.columns else np.zeros(len(frame), dtype=np.int64)
     boundaries = run_boundaries(frame[DEVICE].to_numpy(dtype=object), segment, split)
     starts = window_starts(boundaries, settings.window, settings.stride)
@@ -113,9 +128,7 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
     return WindowedData(rows, encoder.feature_names, class_names, settings.window, by_split, targets, devices)
 
 
-def _class_codes(
-    frame: pd.DataFrame, train_mask: np.ndarray, split: np.ndarray, task: str
-) -> tuple[list[str], np.ndarray]:
+def _class_codes(frame: pd.DataFrame, train_mask: np.ndarray, task: str) -> tuple[list[str], np.ndarray]:
     """Class names (normal first) and each row's class code; multiclass classes are those seen in training."""
     labels = frame[LABEL].to_numpy().astype(np.int64)
     if task == "binary":

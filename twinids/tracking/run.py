@@ -49,11 +49,6 @@ class TrackedRun:
         """Log several metrics in one batched write."""
         self.logger.log_metrics(dict(metrics), step=step)
 
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        """Attach tags (values stringified) to the run."""
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, str(value))
-
 
 @contextmanager
 def start_run(

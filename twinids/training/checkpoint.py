@@ -24,14 +24,15 @@ class RunRecord(pl.Callback):
 
 
 def make_run_record(
-    cfg: DictConfig, overrides: list[str], class_names: list[str], n_features: int, run_id: str
+    cfg: DictConfig, overrides: list[str], class_names: list[str], feature_names: list[str], run_id: str
 ) -> dict[str, Any]:
     """The run description saved beside the weights: enough to rebuild the model and its data."""
     return {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "overrides": list(overrides),
         "class_names": list(class_names),
-        "n_features": int(n_features),
+        "n_features": len(feature_names),
+        "feature_names": list(feature_names),
         "run_id": run_id,
     }
 
@@ -50,7 +51,8 @@ def read_run_record(checkpoint_path: Path) -> dict[str, Any]:
 
             checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
     except Exception as error:
-        raise TwinIDSError(f"cannot read checkpoint {checkpoint_path}: {error}") from error
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TwinIDSError(f"cannot read checkpoint {checkpoint_path}: {reason}") from error
     if not isinstance(checkpoint, dict) or RECORD_KEY not in checkpoint:
         raise TwinIDSError(f"{checkpoint_path} is not a twinids checkpoint (no run record inside)")
     return checkpoint[RECORD_KEY]

@@ -14,7 +14,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-METRIC_NAMES = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "fpr")
+METRIC_NAMES = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "fpr", "auroc_ovr_macro")
 
 
 class AttackScoreAUROC(BinaryAUROC):
@@ -46,19 +46,22 @@ class FalsePositiveRate(Metric):
 
 
 def detection_metrics(n_classes: int, prefix: str) -> MetricCollection:
-    """The metric set logged for one stage; inputs are class probabilities (batch, n_classes) and targets."""
-    auroc: Metric = AttackScoreAUROC() if n_classes == 2 else MulticlassAUROC(n_classes, average="macro")
-    return MetricCollection(
-        {
-            "accuracy": MulticlassAccuracy(n_classes, average="micro"),
-            "f1_macro": MulticlassF1Score(n_classes, average="macro"),
-            "precision_macro": MulticlassPrecision(n_classes, average="macro"),
-            "recall_macro": MulticlassRecall(n_classes, average="macro"),
-            "auroc": auroc,
-            "fpr": FalsePositiveRate(),
-        },
-        prefix=f"{prefix}/",
-    )
+    """The metric set logged for one stage; inputs are class probabilities (batch, n_classes) and targets.
+
+    `auroc` always scores attack vs normal (so binary and multiclass runs compare); multiclass runs add
+    the one-vs-rest macro AUROC over classes as `auroc_ovr_macro`.
+    """
+    metrics: dict[str, Metric] = {
+        "accuracy": MulticlassAccuracy(n_classes, average="micro"),
+        "f1_macro": MulticlassF1Score(n_classes, average="macro"),
+        "precision_macro": MulticlassPrecision(n_classes, average="macro"),
+        "recall_macro": MulticlassRecall(n_classes, average="macro"),
+        "auroc": AttackScoreAUROC(),
+        "fpr": FalsePositiveRate(),
+    }
+    if n_classes > 2:
+        metrics["auroc_ovr_macro"] = MulticlassAUROC(n_classes, average="macro")
+    return MetricCollection(metrics, prefix=f"{prefix}/")
 
 
 def confusion_matrix(n_classes: int) -> MulticlassConfusionMatrix:

@@ -49,7 +49,17 @@ def fit_neural(
     callbacks = [instantiate(cfg.callbacks.early_stopping), checkpointing, RunRecord(record)]
     trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
     datamodule = datamodule_for(cfg, data)
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1); report it as the interrupt it was
+            raise KeyboardInterrupt from None
+        raise
+    if not checkpointing.best_model_path:
+        raise TwinIDSError(
+            f"training saved no checkpoint (is '{checkpointing.monitor}' logged, and did any epoch finish?); "
+            "check trainer.max_epochs and trainer.limit_val_batches"
+        )
     best = Path(checkpointing.best_model_path)
     metrics, confusion = test_neural(cfg, data, module, logger, best)
     return metrics, best, confusion

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunResult:
     with start_run(cfg.tracking.experiment, cfg.tracking.uri, cfg.run_name, run_tags(cfg, "train")) as run:
         run.log_config(cfg, list(overrides))
         run.log_metrics({f"data/{split}_windows": float(len(s)) for split, s in data.starts.items()})
-        record = make_run_record(cfg, list(overrides), data.class_names, data.n_features, run.run_id)
+        record = make_run_record(cfg, list(overrides), data.class_names, data.feature_names, run.run_id)
         run_dir = Path(cfg.paths.output_dir).resolve() / run.run_id
         if is_classical(cfg):
             metrics, checkpoint, confusion = _fit_classical(detector, data, run, record, run_dir)
@@ -96,9 +97,11 @@ def evaluate(source: str, overrides: Sequence[str] = (), tracking_uri: str | Non
         checkpoint = path if from_file else download_checkpoint(source, Path(scratch), tracking_uri)
         record = read_run_record(checkpoint)
         cfg = compose([*record["overrides"], *overrides]) if overrides else OmegaConf.create(record["config"])
+        for key in config_drift(record["config"], cfg, overrides)[:5]:
+            print(f"warning: {key} differs from the trained run's config (configs/ changed since?)", file=sys.stderr)
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
         data = build_windows(cfg.data)
-        check_compatible(record, data.n_features, data.class_names)
+        check_compatible(record, data.feature_names, data.class_names)
         if not is_classical(cfg):
             from twinids.training.neural import build_module
 
@@ -165,12 +168,29 @@ def log_confusion(run: Any, matrix: np.ndarray, class_names: list[str]) -> None:
     plt.close(figure)
 
 
-def check_compatible(record: dict[str, Any], n_features: int, class_names: list[str]) -> None:
-    """Refuse data whose feature width or classes differ from what the checkpoint was trained on."""
-    if record["n_features"] != n_features:
+def config_drift(trained: dict[str, Any], cfg: DictConfig, overrides: Sequence[str]) -> list[str]:
+    """Keys whose value in a recomposed config differs from the trained run's, outside what overrides touch."""
+    touched = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    before = _flatten(trained)
+    after = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    return sorted(k for k in changed if not any(k == t or k.startswith(t + ".") for t in touched))
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for key, child in tree.items() for k, v in _flatten(child, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): tree}
+
+
+def check_compatible(record: dict[str, Any], feature_names: list[str], class_names: list[str]) -> None:
+    """Refuse data whose encoded features or classes differ from what the checkpoint was trained on."""
+    if record["feature_names"] != feature_names:
+        missing = sorted(set(record["feature_names"]) - set(feature_names))[:5]
         raise TwinIDSError(
             f"the checkpoint's model takes {record['n_features']} features per step but this data has "
-            f"{n_features}; evaluate on data with the same feature set"
+            f"{len(feature_names)} (or in another order); missing e.g. {missing}; evaluate on data with the "
+            "same feature set"
         )
     if record["class_names"] != class_names:
         raise TwinIDSError(f"the checkpoint predicts classes {record['class_names']} but this data has {class_names}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twinids.data.frame import ATTACK, DEVICE, LABEL, NORMAL, SPLIT, TIME
+from twinids.data.frame import ATTACK, DEVICE, LABEL, NORMAL, SPLIT, TIME, mark_unordered
 from twinids.data.sources.tabular import (
     check_cells,
     finish_frame,
@@ -148,7 +148,7 @@ def load(
     frame = pd.concat([train, test], ignore_index=True)
     if attack_granularity == "category":
         frame[ATTACK] = per_unique(frame[ATTACK], category)
-    return finish_frame(frame, CARD)
+    return mark_unordered(finish_frame(frame, CARD))
 
 
 def raw(root: str) -> pd.DataFrame:

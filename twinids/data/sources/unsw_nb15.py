@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from twinids.data.frame import ATTACK, DEVICE, LABEL, NORMAL, SPLIT, TIME
+from twinids.data.frame import ATTACK, DEVICE, LABEL, NORMAL, SPLIT, TIME, mark_unordered
 from twinids.data.sources.tabular import (
     binary_labels,
     check_cells,
@@ -69,9 +69,10 @@ def load(
     frame.insert(0, DEVICE, "network")
     frame = frame.assign(**{LABEL: labels, ATTACK: attack})
     if deduplicate:
-        frame = frame[~frame.duplicated([*features, LABEL])].reset_index(drop=True)
+        # on features alone: identical flows with opposite labels would otherwise straddle the split
+        frame = frame[~frame.duplicated(features)].reset_index(drop=True)
     split = stratified_split(frame[ATTACK].to_numpy(), float(val_fraction), float(test_fraction), int(seed))
-    return finish_frame(frame.assign(**{SPLIT: split}), CARD)
+    return mark_unordered(finish_frame(frame.assign(**{SPLIT: split}), CARD))
 
 
 def raw(root: str, file: str = DEFAULT_FILE) -> pd.DataFrame:
