@@ -34,3 +34,17 @@ def test_false_positive_rate_counts_normal_windows_flagged_as_any_attack_class()
     metrics = detection_metrics(3, "val")
     metrics.update(probabilities, target)
     assert float(metrics.compute()["val/fpr"]) == pytest.approx(2 / 3)
+
+
+def test_multiclass_auroc_scores_attack_versus_normal_and_ovr_macro_is_logged_beside_it():
+    rng = np.random.default_rng(1)
+    target = rng.integers(0, 3, 300)
+    logits = rng.normal(size=(300, 3)) + 2.0 * np.eye(3)[target]
+    probabilities = torch.softmax(torch.tensor(logits, dtype=torch.float32), dim=1)
+    metrics = detection_metrics(3, "test")
+    metrics.update(probabilities, torch.tensor(target))
+    values = {k: float(v) for k, v in metrics.compute().items()}
+    attack_score = 1 - probabilities[:, 0].numpy()
+    assert np.isclose(values["test/auroc"], roc_auc_score(target != 0, attack_score), atol=1e-4)
+    ovr = roc_auc_score(target, probabilities.numpy(), multi_class="ovr", average="macro")
+    assert np.isclose(values["test/auroc_ovr_macro"], ovr, atol=1e-4)
