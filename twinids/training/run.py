@@ -185,8 +185,9 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def check_compatible(record: dict[str, Any], feature_names: list[str], class_names: list[str]) -> None:
     """Refuse data whose encoded features or classes differ from what the checkpoint was trained on."""
-    if record["feature_names"] != feature_names:
-        missing = sorted(set(record["feature_names"]) - set(feature_names))[:5]
+    trained_features = record.get("feature_names")  # absent in checkpoints written before it was recorded
+    if (trained_features or record["n_features"]) != (feature_names if trained_features else len(feature_names)):
+        missing = sorted(set(trained_features or []) - set(feature_names))[:5]
         raise TwinIDSError(
             f"the checkpoint's model takes {record['n_features']} features per step but this data has "
             f"{len(feature_names)} (or in another order); missing e.g. {missing}; evaluate on data with the "
