@@ -124,16 +124,14 @@ def test_ctrl_c_during_training_ends_the_run_killed_with_one_line(tmp_path):
         "trainer.enable_progress_bar=false",
     ]
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
-    client = mlflow.tracking.MlflowClient(f"sqlite:///{store}")
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait until training has logged at least one validation epoch
-        time.sleep(1)
-        if store.exists() and (experiment := client.get_experiment_by_name("twinids")):
-            runs = client.search_runs([experiment.experiment_id])
-            if runs and "val/f1_macro" in runs[0].data.metrics:
-                break
+    # Wait for the first best checkpoint (one validation epoch done), watching files rather than the
+    # SQLite store, so this test never holds a lock the training process needs.
+    while time.monotonic() < deadline and not list(tmp_path.glob("outputs/*/checkpoints/*.ckpt")):
+        time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{store}")
     assert client.search_runs([client.get_experiment_by_name("twinids").experiment_id])[0].info.status == "KILLED"
