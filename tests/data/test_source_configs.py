@@ -1,4 +1,7 @@
-"""The `configs/data/` files of the real-dataset sources: one shape, arguments their loaders accept."""
+"""The `configs/data/` files of the real-dataset sources: one shape, arguments their loaders accept.
+
+Each file holds only what differs from the shared defaults in `configs/data/common/windows.yaml`.
+"""
 
 from __future__ import annotations
 
@@ -13,30 +16,34 @@ from twinids.data.frame import validate_frame
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "data"
 SOURCES = ["ton_iot", "batadal", "nsl_kdd", "unsw_nb15", "csv"]
-KEYS = [
+KEYS = {
     "name",
     "root",
     "source",
     "window",
     "stride",
     "label_mode",
-    "task",
+    "classes",
     "split",
     "scaler",
     "batch_size",
     "eval_batch_size",
     "num_workers",
-]
+    "allow_undefined_metrics",
+}
 
 
 def config(name: str):
-    return OmegaConf.load(CONFIGS / f"{name}.yaml")
+    """A dataset's config as Hydra composes it (shared defaults, then the file), interpolations unresolved."""
+    own = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    assert list(own.pop("defaults")) == ["common/windows@_here_", "_self_"]
+    return OmegaConf.merge(OmegaConf.load(CONFIGS / "common" / "windows.yaml"), own)
 
 
 @pytest.mark.parametrize("name", SOURCES)
 def test_config_has_the_shared_shape(name):
     cfg = config(name)
-    assert list(cfg.keys()) == KEYS and cfg.name == name
+    assert set(cfg.keys()) == KEYS and cfg.name == name
     assert OmegaConf.to_container(cfg.split).keys() == {
         "method",
         "val_fraction",
@@ -46,6 +53,31 @@ def test_config_has_the_shared_shape(name):
     }
     assert (CONFIGS / f"{name}.yaml").read_text().startswith("# ")
     assert f"datasets/{name}.md" in (CONFIGS / f"{name}.yaml").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_a_file_repeats_no_shared_default(name):
+    shared = OmegaConf.load(CONFIGS / "common" / "windows.yaml")
+    own = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    for key in set(own) & set(shared):
+        assert own[key] != shared[key] or key == "split", key
+    assert "split" not in own or own.split.keys() == {"method"}
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_hydra_composes_the_file_on_top_of_the_shared_defaults(name):
+    from twinids.config import compose
+
+    composed = compose(
+        [f"data={name}", "data.root=/data", "data.source.path=x.csv"]
+        if name == "csv"
+        else [f"data={name}", "data.root=/data"]
+    ).data
+    expected = config(name)
+    expected.root = "/data"
+    if name == "csv":
+        expected.source.path = "x.csv"
+    assert OmegaConf.to_container(composed) == OmegaConf.to_container(expected, resolve=True)
 
 
 @pytest.mark.parametrize("name", SOURCES)

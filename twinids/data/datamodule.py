@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -9,49 +11,81 @@ from torch.utils.data import DataLoader, Dataset
 
 from twinids.data.prepare import WindowedData
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
 
 class WindowDataset(Dataset):
-    """Windows as start offsets into a shared (rows, features) tensor; a batch is gathered in one indexing op."""
+    """Windows as start offsets into a shared (rows, features) tensor; a batch is gathered in one indexing op.
 
-    def __init__(self, rows: torch.Tensor, starts: np.ndarray, targets: np.ndarray, window: int) -> None:
+    Items are (window, target, attack type index); the attack type lets tests report recall per attack.
+    """
+
+    def __init__(
+        self,
+        rows: torch.Tensor,
+        starts: np.ndarray,
+        targets: np.ndarray,
+        window: int,
+        attacks: np.ndarray | None = None,
+    ) -> None:
         self.rows = rows
         self.starts = torch.as_tensor(starts, dtype=torch.long)
         self.targets = torch.as_tensor(targets, dtype=torch.long)
+        self.attacks = torch.as_tensor(attacks if attacks is not None else targets, dtype=torch.long)
         self.offsets = torch.arange(window, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> Batch:
         start = int(self.starts[index])
-        return self.rows[start : start + len(self.offsets)], self.targets[index]
+        return self.rows[start : start + len(self.offsets)], self.targets[index], self.attacks[index]
 
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """A whole batch at once: (batch, window, features) windows and their targets."""
+    def __getitems__(self, indices: list[int]) -> Batch:
+        """A whole batch at once: (batch, window, features) windows, their targets and attack types."""
         index = torch.as_tensor(indices, dtype=torch.long)
-        return self.rows[self.starts[index, None] + self.offsets], self.targets[index]
+        return self.rows[self.starts[index, None] + self.offsets], self.targets[index], self.attacks[index]
 
 
-def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def keep_batch(batch: Batch) -> Batch:
     """Collate function for datasets whose `__getitems__` already returns a stacked batch."""
     return batch
 
 
 class WindowDataModule(pl.LightningDataModule):
-    """Serves the train/val/test windows of a WindowedData; shuffles training windows only."""
+    """Serves the train/val/test windows of a WindowedData; shuffles training windows only.
 
-    def __init__(self, data: WindowedData, batch_size: int = 256, eval_batch_size: int = 2048, num_workers: int = 0):
+    Args:
+        data: the windows.
+        batch_size: training batch size (under DP-SGD: the expected batch of Poisson sampling).
+        eval_batch_size: batch size for validation and test.
+        num_workers: DataLoader workers.
+        private_training_loader: optional function turning the plain training loader into the one training
+            uses (DP-SGD swaps in Poisson sampling); None serves shuffled batches.
+    """
+
+    def __init__(
+        self,
+        data: WindowedData,
+        batch_size: int,
+        eval_batch_size: int,
+        num_workers: int,
+        private_training_loader: Callable[[DataLoader], DataLoader] | None = None,
+    ) -> None:
         super().__init__()
         self.data = data
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        self.private_training_loader = private_training_loader
         rows = torch.from_numpy(data.rows)
         self.datasets = {
-            split: WindowDataset(rows, data.starts[split], data.targets[split], data.window) for split in data.starts
+            split: WindowDataset(rows, data.starts[split], data.targets[split], data.window, data.attacks[split])
+            for split in data.starts
         }
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        """A plain loader over one split's windows."""
         return DataLoader(
             self.datasets[split],
             batch_size=batch_size,
@@ -61,13 +95,14 @@ class WindowDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training windows."""
-        return self._loader("train", self.batch_size, shuffle=True)
+        """Shuffled training windows, or the private (Poisson-sampled) loader under DP-SGD."""
+        plain = self.loader("train", self.batch_size, shuffle=True)
+        return plain if self.private_training_loader is None else self.private_training_loader(plain)
 
     def val_dataloader(self) -> DataLoader:
         """Validation windows in time order."""
-        return self._loader("val", self.eval_batch_size, shuffle=False)
+        return self.loader("val", self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         """Test windows in time order."""
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self.loader("test", self.eval_batch_size, shuffle=False)

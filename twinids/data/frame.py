@@ -22,6 +22,7 @@ RESERVED_COLUMNS = (DEVICE, TIME, LABEL, ATTACK, SPLIT, SEGMENT)
 SPLITS = ("train", "val", "test")
 NORMAL = "normal"
 UNORDERED_ROWS = "unordered_rows"  # frame.attrs flag: rows are independent records (flows), `time` is a row number
+SOURCE_FILES = "source_files"  # frame.attrs: the files the source read (empty for generated data)
 
 
 def mark_unordered(frame: pd.DataFrame) -> pd.DataFrame:

@@ -14,45 +14,86 @@ from twinids.data.frame import (
     LABEL,
     NORMAL,
     SEGMENT,
+    SPLIT,
     SPLITS,
     TIME,
     UNORDERED_ROWS,
     feature_columns,
 )
 from twinids.data.splits import assign_splits, check_splits_present
-from twinids.data.windows import LABEL_MODES, run_boundaries, window_starts, window_targets
+from twinids.data.windows import LABEL_MODES, run_boundaries, window_label_rows, window_starts
 from twinids.errors import TwinIDSError
 
-TASKS = ("binary", "multiclass")
+CLASS_SETS = ("binary", "multiclass")
 
 
 @dataclass(frozen=True)
 class WindowSettings:
-    """How rows become windows and targets; mirrors the `data` config group."""
+    """How rows become windows and targets: the `data` config group (defaults: configs/data/common/windows.yaml)."""
 
-    window: int = 20
-    stride: int = 1
-    label_mode: str = "last"
-    task: str = "binary"
-    split_method: str = "chronological"
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    val_devices: tuple[str, ...] = ()
-    test_devices: tuple[str, ...] = ()
-    scaler: str = "standard"
+    window: int
+    stride: int
+    label_mode: str
+    classes: str
+    split_method: str
+    val_fraction: float
+    test_fraction: float
+    val_devices: tuple[str, ...]
+    test_devices: tuple[str, ...]
+    scaler: str
 
     def __post_init__(self) -> None:
-        if self.window < 1 or self.stride < 1:
-            raise TwinIDSError(f"data.window and data.stride must be >= 1; got {self.window}, {self.stride}")
+        for name in ("window", "stride"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TwinIDSError(f"data.{name} must be an integer >= 1; got {value!r}")
         if self.label_mode not in LABEL_MODES:
             raise TwinIDSError(f"unknown data.label_mode '{self.label_mode}'; valid: {', '.join(LABEL_MODES)}")
-        if self.task not in TASKS:
-            raise TwinIDSError(f"unknown data.task '{self.task}'; valid: {', '.join(TASKS)}")
+        if self.classes not in CLASS_SETS:
+            raise TwinIDSError(f"unknown data.classes '{self.classes}'; valid: {', '.join(CLASS_SETS)}")
+
+    @classmethod
+    def from_config(cls, data_cfg: object) -> WindowSettings:
+        """The settings of a `data` config node (every key is required: its defaults live in the YAML)."""
+        split = data_cfg.split  # type: ignore[attr-defined]
+        return cls(
+            window=_integer(data_cfg.window, "data.window"),  # type: ignore[attr-defined]
+            stride=_integer(data_cfg.stride, "data.stride"),  # type: ignore[attr-defined]
+            label_mode=str(data_cfg.label_mode),  # type: ignore[attr-defined]
+            classes=str(data_cfg.classes),  # type: ignore[attr-defined]
+            split_method=str(split.method),
+            val_fraction=_number(split.val_fraction, "data.split.val_fraction"),
+            test_fraction=_number(split.test_fraction, "data.split.test_fraction"),
+            val_devices=tuple(str(d) for d in split.val_devices or ()),
+            test_devices=tuple(str(d) for d in split.test_devices or ()),
+            scaler=str(data_cfg.scaler),  # type: ignore[attr-defined]
+        )
+
+
+def _integer(value: object, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TwinIDSError(f"{key} must be an integer; got {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise TwinIDSError(f"{key} must be an integer; got {value!r}") from None
+
+
+def _number(value: object, key: str) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TwinIDSError(f"{key} must be a number; got {value!r}") from None
 
 
 @dataclass(frozen=True)
 class WindowedData:
-    """Encoded rows of all splits in one array, and for each split the window starts and targets."""
+    """Encoded rows of all splits in one array, and for each split the window starts, targets and attack types.
+
+    `attacks[split]` holds, per window, an index into `attack_names` (0 = normal): the attack type of the
+    row that gave the window its label, so that recall can be reported per attack type. `source_files`
+    names the files the data came from (empty for generated data), for the run's data fingerprint.
+    """
 
     rows: np.ndarray
     feature_names: list[str]
@@ -60,7 +101,10 @@ class WindowedData:
     window: int
     starts: dict[str, np.ndarray]
     targets: dict[str, np.ndarray]
+    attacks: dict[str, np.ndarray]
+    attack_names: list[str]
     devices: dict[str, list[str]] = field(default_factory=dict)
+    source_files: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
@@ -103,16 +147,18 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
     encoder = FeatureEncoder(settings.scaler).fit(frame.loc[train_mask, features])
     rows = encoder.transform(frame[features])
 
-    class_names, row_codes = _class_codes(frame, train_mask, settings.task)
+    class_names, row_codes = _class_codes(frame, train_mask, settings.classes)
+    attack_names, row_attacks = _attack_codes(frame)
     segment = frame[SEGMENT].to_numpy() if SEGMENT in frame.columns else np.zeros(len(frame), dtype=np.int64)
     boundaries = run_boundaries(frame[DEVICE].to_numpy(dtype=object), segment, split)
     starts = window_starts(boundaries, settings.window, settings.stride)
     split_of_window = split[starts]
     by_split = {name: starts[split_of_window == name] for name in SPLITS}
-    targets = {
-        name: window_targets(row_codes, s, settings.window, settings.label_mode).astype(np.int64)
-        for name, s in by_split.items()
+    label_rows = {
+        name: window_label_rows(row_codes, s, settings.window, settings.label_mode) for name, s in by_split.items()
     }
+    targets = {name: row_codes[rows_].astype(np.int64) for name, rows_ in label_rows.items()}
+    attacks = {name: row_attacks[rows_].astype(np.int64) for name, rows_ in label_rows.items()}
     for name in SPLITS:
         if len(by_split[name]) == 0:
             raise TwinIDSError(
@@ -125,22 +171,65 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
             "(check the dataset's labels or data.split)"
         )
     devices = {name: sorted(frame.loc[split == name, DEVICE].unique().tolist()) for name in SPLITS}
-    return WindowedData(rows, encoder.feature_names, class_names, settings.window, by_split, targets, devices)
+    return WindowedData(
+        rows, encoder.feature_names, class_names, settings.window, by_split, targets, attacks, attack_names, devices
+    )
 
 
-def _class_codes(frame: pd.DataFrame, train_mask: np.ndarray, task: str) -> tuple[list[str], np.ndarray]:
+def check_evaluable(data: WindowedData, split_method: str, has_predefined_split: bool, splits: tuple[str, ...]) -> None:
+    """Refuse splits whose metrics would be undefined: macro-F1, AUROC and FPR need normal and attack windows.
+
+    Raises:
+        TwinIDSError: naming the split, its class counts, and a protocol that may work.
+    """
+    for split in splits:
+        counts = data.class_counts(split)
+        normal, attack = int(counts[0]), int(counts[1:].sum())
+        if normal and attack:
+            continue
+        shown = ", ".join(f"{name} {int(c)}" for name, c in zip(data.class_names, counts, strict=True))
+        if split_method != "predefined" and has_predefined_split:
+            remedy = "use the dataset's own protocol (data.split.method=predefined)"
+        else:
+            remedy = "change data.split (another method, fractions or devices)"
+        raise TwinIDSError(
+            f"the '{split}' split holds {shown} windows: macro-F1, AUROC and FPR need both normal and attack "
+            f"windows there; {remedy}, or set data.allow_undefined_metrics=true to log them as absent"
+        )
+
+
+def has_split_column(frame: pd.DataFrame) -> bool:
+    """Whether a frame carries the dataset's own train/val/test assignment."""
+    return SPLIT in frame.columns
+
+
+def _class_codes(frame: pd.DataFrame, train_mask: np.ndarray, classes: str) -> tuple[list[str], np.ndarray]:
     """Class names (normal first) and each row's class code; multiclass classes are those seen in training."""
     labels = frame[LABEL].to_numpy().astype(np.int64)
-    if task == "binary":
+    if classes == "binary":
         return [NORMAL, "attack"], labels
-    names = np.where(labels == 0, NORMAL, frame[ATTACK].astype(str).to_numpy())
+    names = _attack_name_per_row(frame)
     attack_names = sorted(set(names[train_mask]) - {NORMAL})
     class_names = [NORMAL, *attack_names]
     unseen = sorted(set(names[~train_mask]) - set(class_names))
     if unseen:
         raise TwinIDSError(
             f"attack types {unseen} appear in val/test but never in training, so multiclass targets are "
-            "undefined; use data.task=binary or a coarser attack grouping for this dataset"
+            "undefined; use data.classes=binary or a coarser attack grouping for this dataset"
         )
     code_of = {name: code for code, name in enumerate(class_names)}
     return class_names, np.vectorize(code_of.__getitem__, otypes=[np.int64])(names)
+
+
+def _attack_codes(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """Attack type names over all splits (normal first) and each row's index into them."""
+    names = _attack_name_per_row(frame)
+    attack_names = [NORMAL, *sorted(set(names) - {NORMAL})]
+    code_of = {name: code for code, name in enumerate(attack_names)}
+    return attack_names, np.vectorize(code_of.__getitem__, otypes=[np.int64])(names)
+
+
+def _attack_name_per_row(frame: pd.DataFrame) -> np.ndarray:
+    """The `attack` column, with every normal-labelled row called normal."""
+    labels = frame[LABEL].to_numpy()
+    return np.where(labels == 0, NORMAL, frame[ATTACK].astype(str).to_numpy()).astype(object)

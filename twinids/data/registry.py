@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import pandas as pd
-from omegaconf import DictConfig
+import dataclasses
 
-from twinids.config import build, group_options
-from twinids.data.frame import validate_frame
-from twinids.data.prepare import WindowedData, WindowSettings, prepare_windows
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from twinids.config import build, config_dir, group_options
+from twinids.data.frame import SOURCE_FILES, validate_frame
+from twinids.data.prepare import WindowedData, WindowSettings, check_evaluable, has_split_column, prepare_windows
+from twinids.data.sources.tabular import recording_files_read
 from twinids.errors import TwinIDSError
+
+WINDOW_DEFAULTS = "data/common/windows.yaml"  # the windowing defaults every data option starts from
 
 
 def dataset_names() -> list[str]:
@@ -18,30 +23,30 @@ def dataset_names() -> list[str]:
 
 def load_frame(data_cfg: DictConfig) -> pd.DataFrame:
     """Run the dataset's source (its `_target_` loader) and check the tidy-frame contract."""
-    frame = build(data_cfg.source, f"data '{data_cfg.name}' source")
+    with recording_files_read() as files:
+        frame = build(data_cfg.source, f"data '{data_cfg.name}' source")
     if not isinstance(frame, pd.DataFrame):
         raise TwinIDSError(f"data '{data_cfg.name}': source returned {type(frame).__name__}, not a DataFrame")
-    return validate_frame(frame, f"data '{data_cfg.name}'")
+    frame = validate_frame(frame, f"data '{data_cfg.name}'")
+    frame.attrs[SOURCE_FILES] = sorted({str(path.resolve()) for path in files})
+    return frame
 
 
-def window_settings(data_cfg: DictConfig) -> WindowSettings:
-    """The windowing and split settings of a `data` config node."""
-    split = data_cfg.split
-    return WindowSettings(
-        window=int(data_cfg.window),
-        stride=int(data_cfg.stride),
-        label_mode=str(data_cfg.label_mode),
-        task=str(data_cfg.task),
-        split_method=str(split.method),
-        val_fraction=float(split.get("val_fraction", 0.15)),
-        test_fraction=float(split.get("test_fraction", 0.15)),
-        val_devices=tuple(str(d) for d in split.get("val_devices") or ()),
-        test_devices=tuple(str(d) for d in split.get("test_devices") or ()),
-        scaler=str(data_cfg.get("scaler", "standard")),
-    )
+def default_window_settings(**changes: object) -> WindowSettings:
+    """The shared windowing defaults of every dataset, with some settings changed (for tests and benchmarks)."""
+    defaults = WindowSettings.from_config(OmegaConf.load(config_dir() / WINDOW_DEFAULTS))
+    return dataclasses.replace(defaults, **changes)
 
 
-def build_windows(data_cfg: DictConfig) -> WindowedData:
-    """Load a dataset from its config and turn it into leakage-free windows."""
-    settings = window_settings(data_cfg)
-    return prepare_windows(load_frame(data_cfg), settings)
+def build_windows(data_cfg: DictConfig, evaluated_splits: tuple[str, ...] = ("val", "test")) -> WindowedData:
+    """Load a dataset from its config and turn it into leakage-free windows.
+
+    Splits that a job evaluates must hold normal and attack windows (otherwise macro-F1, AUROC and FPR are
+    undefined) unless `data.allow_undefined_metrics` is set.
+    """
+    frame = load_frame(data_cfg)
+    settings = WindowSettings.from_config(data_cfg)
+    data = dataclasses.replace(prepare_windows(frame, settings), source_files=tuple(frame.attrs[SOURCE_FILES]))
+    if not data_cfg.allow_undefined_metrics:
+        check_evaluable(data, settings.split_method, has_split_column(frame), evaluated_splits)
+    return data

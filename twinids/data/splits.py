@@ -16,10 +16,10 @@ SPLIT_METHODS = ("chronological", "by_device", "predefined")
 def assign_splits(
     frame: pd.DataFrame,
     method: str,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    val_devices: Sequence[str] = (),
-    test_devices: Sequence[str] = (),
+    val_fraction: float,
+    test_fraction: float,
+    val_devices: Sequence[str],
+    test_devices: Sequence[str],
 ) -> np.ndarray:
     """Split name per row of a frame sorted by (device, time).
 
@@ -34,8 +34,7 @@ def assign_splits(
     if method == "predefined":
         if SPLIT not in frame.columns:
             raise TwinIDSError(
-                "data.split.method=predefined but this dataset has no 'split' column; "
-                "use chronological or by_device"
+                "data.split.method=predefined but this dataset has no 'split' column; use chronological or by_device"
             )
         return frame[SPLIT].to_numpy(dtype=object)
     raise TwinIDSError(f"unknown data.split.method '{method}'; valid: {', '.join(SPLIT_METHODS)}")

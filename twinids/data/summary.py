@@ -8,8 +8,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from twinids.data.frame import SPLITS, feature_columns
-from twinids.data.prepare import prepare_windows
-from twinids.data.registry import load_frame, window_settings
+from twinids.data.prepare import WindowSettings, prepare_windows
+from twinids.data.registry import load_frame
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class DatasetSummary:
 def summarize(data_cfg: DictConfig) -> DatasetSummary:
     """Load a dataset through the full pipeline and count what each split holds."""
     frame = load_frame(data_cfg)
-    data = prepare_windows(frame, window_settings(data_cfg))
+    data = prepare_windows(frame, WindowSettings.from_config(data_cfg))
     return DatasetSummary(
         name=str(data_cfg.name),
         rows=len(frame),

@@ -32,18 +32,22 @@ def window_starts(boundaries: np.ndarray, window: int, stride: int) -> np.ndarra
     return run_start[run_of_window] + index_in_run * stride
 
 
-def window_targets(row_codes: np.ndarray, starts: np.ndarray, window: int, mode: str) -> np.ndarray:
-    """Target class of each window from per-row class codes (0 = normal).
+def window_label_rows(row_codes: np.ndarray, starts: np.ndarray, window: int, mode: str) -> np.ndarray:
+    """Index of the row whose class each window takes (0 = normal in `row_codes`).
 
-    last: the code of the window's last row (online detection). any: the code of the latest attacked
-    row in the window, 0 if the window holds no attack.
+    last: the window's last row (online detection). any: the latest attacked row in the window, or the
+    last row if the window holds no attack. The same row gives the window its attack type.
     """
     ends = starts + window - 1
     if mode == "last":
-        return row_codes[ends]
+        return ends
     if mode == "any":
         attacked_index = np.where(row_codes > 0, np.arange(len(row_codes)), -1)
         latest_attack = np.maximum.accumulate(attacked_index)[ends]
-        inside = latest_attack >= starts
-        return np.where(inside, row_codes[np.maximum(latest_attack, 0)], 0)
+        return np.where(latest_attack >= starts, latest_attack, ends)
     raise ValueError(f"unknown label mode {mode!r}; valid: {LABEL_MODES}")
+
+
+def window_targets(row_codes: np.ndarray, starts: np.ndarray, window: int, mode: str) -> np.ndarray:
+    """Target class of each window from per-row class codes (see `window_label_rows`)."""
+    return row_codes[window_label_rows(row_codes, starts, window, mode)]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import gzip
 import warnings
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,33 @@ def locate(root: str | Path, file_name: str | Path, card: str) -> Path:
     return path
 
 
+def _refuse_duplicate_columns(path: Path, where: str, read_kwargs: dict) -> None:
+    """pandas renames a repeated header name to `name.1`; refuse instead, since which column is meant is unknown."""
+    header_kwargs = {k: v for k, v in read_kwargs.items() if k in ("sep", "delimiter", "encoding", "compression")}
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, **header_kwargs).iloc[0]
+    repeated = sorted(set(header[header.duplicated()].astype(str)))
+    if repeated:
+        raise TwinIDSError(f"{where}: the header repeats column name(s) {repeated}; rename them so each is unique")
+
+
+_files_read: list[list[Path]] = []  # one list per open `recording_files_read()` block
+
+
+@contextmanager
+def recording_files_read() -> Iterator[list[Path]]:
+    """Collect the paths every `read_table` call inside the block reads (for the run's data fingerprint)."""
+    files: list[Path] = []
+    _files_read.append(files)
+    try:
+        yield files
+    finally:
+        _files_read.remove(files)
+
+
 def read_table(path: Path, card: str, **read_kwargs: object) -> pd.DataFrame:
     """Read a CSV (optionally gzip) or Parquet file; every pandas/gzip/decoding failure becomes TwinIDSError."""
+    for files in _files_read:
+        files.append(Path(path))
     where = f"{card}: {path}"
     if path.stat().st_size == 0:
         raise TwinIDSError(f"{where}: the file is empty; re-download it (see datasets/{card}.md)")
@@ -51,6 +77,8 @@ def read_table(path: Path, card: str, **read_kwargs: object) -> pd.DataFrame:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", pd.errors.ParserWarning)
                 frame = pd.read_csv(path, **read_kwargs)
+            if "names" not in read_kwargs and read_kwargs.get("header", "infer") is not None:
+                _refuse_duplicate_columns(path, where, read_kwargs)
     except pd.errors.EmptyDataError:
         raise TwinIDSError(f"{where}: the file holds no header and no rows; re-download it") from None
     except pd.errors.ParserWarning:

@@ -4,7 +4,7 @@ into stratified contiguous time blocks (see datasets/ton_iot.md)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,11 @@ def device_files(root: str | Path, devices: str | Sequence[str] = "all") -> dict
                 "for where to get them (files go under data.root, default $TWINIDS_DATA or ./data)"
             )
         return found
+    if isinstance(devices, Mapping) or not isinstance(devices, str | Sequence):
+        raise TwinIDSError(f"{CARD}: data.source.devices must be 'all' or a list of device names; got {devices!r}")
     names = [devices] if isinstance(devices, str) else list(devices)
+    if not names:
+        raise TwinIDSError(f"{CARD}: data.source.devices is empty; name at least one device, or use 'all'")
     chosen = {}
     for name in names:
         key = str(name).strip().lower()
