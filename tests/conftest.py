@@ -62,3 +62,37 @@ def twinids_cli(tmp_path: Path):
 def cli_runner_factory():
     """make_cli_runner, for module-scoped fixtures that share one workdir between tests."""
     return make_cli_runner
+
+
+def _smoke_config(workdir: Path, *overrides: str):
+    """The smoke overlay on a small simulator, tracked in workdir's own SQLite store: for in-process jobs."""
+    from twinids.config import compose
+
+    return compose(
+        [
+            "experiment=smoke",
+            "data.source.n_steps=900",
+            f"tracking.uri=sqlite:///{workdir / 'mlruns' / 'mlflow.db'}",
+            f"paths.output_dir={workdir / 'outputs'}",
+            *overrides,
+        ]
+    )
+
+
+def _mlflow_client(workdir: Path):
+    """A client of workdir's SQLite tracking store."""
+    import mlflow
+
+    return mlflow.tracking.MlflowClient(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+
+
+@pytest.fixture(scope="session")
+def smoke_config():
+    """`smoke_config(workdir, *overrides)`: a composed smoke config tracked under workdir."""
+    return _smoke_config
+
+
+@pytest.fixture(scope="session")
+def mlflow_client():
+    """`mlflow_client(workdir)`: a client of workdir's SQLite tracking store."""
+    return _mlflow_client

@@ -32,7 +32,7 @@ def test_override_without_equals_sign_is_refused(twinids_cli):
     ("override", "fragment"),
     [
         ("data.label_mode=first", "label_mode"),
-        ("data.task=regression", "data.task"),
+        ("data.classes=regression", "data.classes"),
         ("data.split.method=random", "split.method"),
     ],
 )
@@ -85,7 +85,7 @@ def test_simulator_settings_too_small_for_the_attacks_are_explained(twinids_cli,
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
-        (("model.net.hidden_size=-3",), "hidden_size"),
+        (("model.module.net.hidden_size=-3",), "hidden_size"),
         (("model=random_forest", "model.estimator.n_estimators=0"), "n_estimators"),
     ],
 )
@@ -106,3 +106,20 @@ def test_audit_exits_non_zero_on_the_raw_ton_iot_files_and_zero_on_the_loaded_fr
     )
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
     assert "PASSED" in loaded.stdout
+
+
+def test_cfg_all_is_refused_in_one_line_since_only_the_job_config_exists(twinids_cli):
+    assert_one_line_error(twinids_cli("train", "--cfg", "all"), "--cfg takes 'job'")
+
+
+def test_an_empty_device_selection_is_refused_not_replaced_by_the_defaults(twinids_cli, shared_datasets):
+    result = twinids_cli("data", "inspect", "ton_iot", f"data.root={shared_datasets}", "data.source.devices={}")
+    assert_one_line_error(result, "data.source.devices")
+    result = twinids_cli("data", "inspect", "ton_iot", f"data.root={shared_datasets}", "data.source.devices=[]")
+    assert_one_line_error(result, "data.source.devices is empty")
+
+
+def test_a_csv_whose_header_repeats_a_column_name_is_refused(twinids_cli, tmp_path):
+    (tmp_path / "plant.csv").write_text("x,x,label\n1,2,0\n3,4,1\n")
+    result = twinids_cli("data", "inspect", "csv", f"data.root={tmp_path}", "data.source.path=plant.csv")
+    assert_one_line_error(result, "repeats column name", "'x'")

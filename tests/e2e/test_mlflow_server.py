@@ -65,7 +65,7 @@ def server_uri(tmp_path_factory):
 
 
 def test_train_and_eval_through_a_tracking_server_agree(twinids_cli, server_uri):
-    tiny = ["experiment=smoke", "data.source.n_steps=900", "model.net.hidden_size=16"]
+    tiny = ["experiment=smoke", "data.source.n_steps=900", "model.module.net.hidden_size=16"]
     trained = twinids_cli("train", "--tracking-uri", server_uri, *tiny)
     assert trained.returncode == 0, trained.stderr
     run_id = re.search(r"run id: ([0-9a-f]{32})", trained.stdout).group(1)

@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow
 TINY = [
     "data.source.n_steps=900",
     "data.window=10",
-    "model.net.hidden_size=16",
-    "model.net.num_layers=1",
+    "model.module.net.hidden_size=16",
+    "model.module.net.num_layers=1",
     "trainer.max_epochs=2",
     "trainer.enable_progress_bar=false",
     "seed=7",
@@ -97,7 +97,8 @@ def test_eval_accepts_a_checkpoint_path_and_data_overrides(trained):
 
 def test_a_run_that_crashes_during_training_ends_failed(trained):
     cli, workdir, _, _ = trained
-    result = cli("train", *TINY, "model.optimizer.lr=-1", "run_name=crash")
+    # a monitored metric that is never logged: Lightning fails after the first validation, inside the run
+    result = cli("train", *TINY, "callbacks.early_stopping.monitor=val/never_logged", "run_name=crash")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     runs = client_for(workdir).search_runs(

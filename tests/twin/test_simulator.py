@@ -42,6 +42,7 @@ def episode_rows(frame: pd.DataFrame, attack: str) -> pd.DataFrame:
 
 # --- determinism and size ---------------------------------------------------------------------------
 
+
 def test_same_seed_gives_identical_frame():
     pd.testing.assert_frame_equal(simulate_network(seed=7, n_steps=600), simulate_network(seed=7, n_steps=600))
 
@@ -77,13 +78,28 @@ def test_without_attacks_or_loss_every_step_of_every_device_is_one_row(n_steps, 
 
 # --- the frame contract ---------------------------------------------------------------------------
 
+
 def test_frame_passes_the_tidy_frame_check_with_the_documented_columns():
     frame = simulate_network(seed=0, n_steps=800)
     validate_frame(frame, "test")
     assert list(frame.columns) == [
-        "device", "time", "device_kind", "sensor_primary", "sensor_secondary", "twin_primary",
-        "twin_secondary", "residual_primary", "residual_secondary", "actuator_command", "actuator_reported",
-        "setpoint", "exogenous", "dt", "label", "attack"]
+        "device",
+        "time",
+        "device_kind",
+        "sensor_primary",
+        "sensor_secondary",
+        "twin_primary",
+        "twin_secondary",
+        "residual_primary",
+        "residual_secondary",
+        "actuator_command",
+        "actuator_reported",
+        "setpoint",
+        "exogenous",
+        "dt",
+        "label",
+        "attack",
+    ]
 
 
 def test_rows_are_sorted_by_device_then_time():
@@ -99,8 +115,7 @@ def test_label_is_one_exactly_on_attack_rows():
 def test_accepts_omegaconf_containers_from_hydra():
     devices, attacks = {"water_tank": 1}, one_episode("replay")
     plain = simulate_network(n_steps=STEPS, devices=devices, attacks=attacks)
-    from_config = simulate_network(n_steps=STEPS, devices=OmegaConf.create(devices),
-                                   attacks=OmegaConf.create(attacks))
+    from_config = simulate_network(n_steps=STEPS, devices=OmegaConf.create(devices), attacks=OmegaConf.create(attacks))
     pd.testing.assert_frame_equal(plain, from_config)
 
 
@@ -124,6 +139,7 @@ def test_hydra_instantiates_the_shipped_config_into_a_valid_frame():
 
 # --- normal operation -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_normal_rows_have_residuals_within_a_few_sensor_noise_stds(kind):
     frame = run(kind, attacks={})
@@ -135,6 +151,7 @@ def test_normal_rows_have_residuals_within_a_few_sensor_noise_stds(kind):
 
 # --- each attack changes exactly what it claims ----------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_fdi_bias_shifts_the_first_attacked_reading_by_the_bias_and_keeps_the_residual_offset(kind):
     clean = run(kind, attacks={})
@@ -142,7 +159,7 @@ def test_fdi_bias_shifts_the_first_attacked_reading_by_the_bias_and_keeps_the_re
     rows = episode_rows(attacked, "false_data_injection")
     start = rows.index[0]
     sigma = DEVICE_KINDS[kind].sensor_noise
-    pd.testing.assert_frame_equal(attacked.loc[:start - 1], clean.loc[:start - 1])
+    pd.testing.assert_frame_equal(attacked.loc[: start - 1], clean.loc[: start - 1])
     shift = attacked.loc[start, "sensor_primary"] - clean.loc[start, "sensor_primary"]
     assert abs(shift) == pytest.approx(8.0 * sigma)
     assert (rows["residual_primary"] * np.sign(shift)).median() > 5.0 * sigma
@@ -215,22 +232,26 @@ def test_command_injection_without_forging_reports_the_hijacked_actuator():
 
 # --- bad arguments are refused with a message naming the key and the options ----------------------
 
-@pytest.mark.parametrize(("kwargs", "expected"), [
-    ({"devices": {"toaster": 1}}, "unknown device kind 'toaster'; valid kinds are ['conveyor'"),
-    ({"devices": [{"kind": "conveyor", "colour": "red"}]}, "unknown parameter(s) ['colour']"),
-    ({"devices": {"conveyor": -1}}, "devices.conveyor must be a whole number"),
-    ({"devices": {}}, "no devices configured"),
-    ({"attacks": {"ddos": {}}}, "unknown attack type 'ddos'; valid types are ['false_data_injection'"),
-    ({"attacks": {"replay": {"rate": -1}}}, "attacks.replay.rate must be a number >= 0"),
-    ({"attacks": {"replay": {"speed": 2}}}, "attacks.replay: unknown setting(s) ['speed']"),
-    ({"attacks": {"replay": {"length": [30, 10]}}}, "attacks.replay.length must be [low, high]"),
-    ({"attacks": {"denial_of_service": {"modes": ["flood"]}}}, "valid are ['stale', 'missing']"),
-    ({"n_steps": 100}, "n_steps=100 is too small for the configured attacks"),
-    ({"n_steps": 0}, "n_steps must be a whole number >= 1"),
-    ({"seed": -1}, "seed must be a whole number >= 0"),
-    ({"step_seconds": 0}, "step_seconds must be a number > 0"),
-    ({"twin_gain": 2.0}, "twin_gain must be a number in [0, 1]"),
-])
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"devices": {"toaster": 1}}, "unknown device kind 'toaster'; valid kinds are ['conveyor'"),
+        ({"devices": [{"kind": "conveyor", "colour": "red"}]}, "unknown parameter(s) ['colour']"),
+        ({"devices": {"conveyor": -1}}, "devices.conveyor must be a whole number"),
+        ({"devices": {}}, "no devices configured"),
+        ({"attacks": {"ddos": {}}}, "unknown attack type 'ddos'; valid types are ['false_data_injection'"),
+        ({"attacks": {"replay": {"rate": -1}}}, "attacks.replay.rate must be a number >= 0"),
+        ({"attacks": {"replay": {"speed": 2}}}, "attacks.replay: unknown setting(s) ['speed']"),
+        ({"attacks": {"replay": {"length": [30, 10]}}}, "attacks.replay.length must be [low, high]"),
+        ({"attacks": {"denial_of_service": {"modes": ["flood"]}}}, "valid are ['stale', 'missing']"),
+        ({"n_steps": 100}, "n_steps=100 is too small for the configured attacks"),
+        ({"n_steps": 0}, "n_steps must be a whole number >= 1"),
+        ({"seed": -1}, "seed must be a whole number >= 0"),
+        ({"step_seconds": 0}, "step_seconds must be a number > 0"),
+        ({"twin_gain": 2.0}, "twin_gain must be a number in [0, 1]"),
+    ],
+)
 def test_bad_arguments_raise_twinids_error_naming_the_key(kwargs, expected):
     with pytest.raises(TwinIDSError) as error:
         simulate_network(**{"n_steps": 1000, **kwargs})

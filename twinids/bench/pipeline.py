@@ -39,15 +39,19 @@ def _loader(rows: np.ndarray, starts: np.ndarray, targets: np.ndarray, window: i
 
 
 def measure_loop_overhead(
-    n_windows: int = 20_000, window: int = 10, features: int = 40, epochs: int = 2, batch: int = 256,
+    n_windows: int = 20_000,
+    window: int = 10,
+    features: int = 40,
+    epochs: int = 2,
+    batch: int = 256,
     repeats: int = 3,
 ) -> dict[str, float]:
     """Seconds per epoch of the twinids Lightning loop (MLflow logger attached) vs a plain PyTorch loop."""
     import pytorch_lightning as pl
 
+    from twinids.models.classifier import ClassifierModule
     from twinids.models.lstm import LSTMDetector
     from twinids.tracking.run import start_run
-    from twinids.training.module import DetectorModule
 
     rows, starts, targets = synthetic_windows(n_windows, window, features)
 
@@ -69,12 +73,21 @@ def measure_loop_overhead(
 
     def lightning(store: Path) -> float:
         torch.manual_seed(0)
-        module = DetectorModule(LSTMDetector(features, 2), lambda p: torch.optim.Adam(p, lr=3e-3), ["normal", "attack"])
+        module = ClassifierModule(
+            LSTMDetector(features, 2), lambda p: torch.optim.Adam(p, lr=3e-3), ["normal", "attack"]
+        )
         with start_run("bench", f"sqlite:///{store / 'mlflow.db'}") as run:
             trainer = pl.Trainer(
-                max_epochs=epochs, accelerator="cpu", logger=run.logger, log_every_n_steps=25,
-                gradient_clip_val=1.0, enable_checkpointing=False, enable_progress_bar=False,
-                enable_model_summary=False, limit_val_batches=0, default_root_dir=str(store),
+                max_epochs=epochs,
+                accelerator="cpu",
+                logger=run.logger,
+                log_every_n_steps=25,
+                gradient_clip_val=1.0,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                limit_val_batches=0,
+                default_root_dir=str(store),
             )
             began = time.perf_counter()
             trainer.fit(module, train_dataloaders=_loader(rows, starts, targets, window, batch, True))
@@ -148,7 +161,8 @@ def measure_prepare(rows: int = 1_000_000, features: int = 40, window: int = 20,
     import sklearn.compose
     import sklearn.preprocessing  # noqa: F401  (imported before timing: import cost is start-up, not pipeline)
 
-    from twinids.data.prepare import WindowSettings, prepare_windows
+    from twinids.data.prepare import prepare_windows
+    from twinids.data.registry import default_window_settings
 
     rng = np.random.default_rng(0)
     raw = rng.standard_normal((rows, features)).astype(np.float32)
@@ -159,7 +173,7 @@ def measure_prepare(rows: int = 1_000_000, features: int = 40, window: int = 20,
     frame["attack"] = np.where(frame["label"] == 1, "injection", "normal")
     tracemalloc.start()
     began = time.perf_counter()
-    prepare_windows(frame, WindowSettings(window=window))
+    prepare_windows(frame, default_window_settings(window=window))
     elapsed = time.perf_counter() - began
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

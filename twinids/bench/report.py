@@ -24,6 +24,9 @@ class Target:
 
 TARGETS = (
     Target("dp_step_vs_lstm_ratio", "DP-SGD step (PrivateLSTM) / nn.LSTM step", 3.0, False, "x"),
+    Target(
+        "dp_epoch_vs_plain_epoch_ratio", "DP epoch / plain epoch, default LSTM and data, Lightning", 2.5, False, "x"
+    ),
     Target("loop_overhead_ratio", "twinids Lightning loop / plain PyTorch loop", 1.10, False, "x"),
     Target("inference_windows_per_s", "LSTM detector inference", 100_000, True, " windows/s"),
     Target("windowing_s_1m_rows", "windows for 1M rows x 40 features", 2.0, False, " s"),
@@ -54,6 +57,7 @@ def run_all(device: str = "cpu", threads: int = 2, quick: bool = False) -> dict[
     """Every benchmark, each against its baseline measured in this same run."""
     import torch
 
+    from twinids.bench.dp_epoch import measure_dp_epoch
     from twinids.bench.dp_step import measure_dp_step
     from twinids.bench.pipeline import (
         measure_inference,
@@ -62,13 +66,14 @@ def run_all(device: str = "cpu", threads: int = 2, quick: bool = False) -> dict[
         measure_startup,
         measure_windowing,
     )
-    from twinids.training.run import quiet_libraries
+    from twinids.training.job import quiet_libraries
 
     quiet_libraries()
     torch.set_num_threads(threads)
     results: dict[str, float] = {}
     steps: list[Callable[[], dict[str, float]]] = [
         lambda: measure_dp_step(threads=threads, device=device, repeats=5 if quick else 15),
+        lambda: measure_dp_epoch(["data.source.n_steps=1500"] if quick else [], repeats=1 if quick else 3),
         lambda: measure_loop_overhead(n_windows=5_000 if quick else 20_000, repeats=1 if quick else 5),
         lambda: measure_inference(n_windows=10_000 if quick else 50_000),
         lambda: measure_windowing(rows=100_000 if quick else 1_000_000),
@@ -92,8 +97,7 @@ def markdown_table(results: dict[str, float], machine: dict[str, str]) -> str:
             f"| {target.label} | {_format(value)}{target.unit} | {sign} {_format(target.goal)}{target.unit} | "
             f"{'yes' if target.met(value) else 'NO'} |"
         )
-    lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), "", "| key | value |",
-              "|---|---:|"]
+    lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), "", "| key | value |", "|---|---:|"]
     lines += [f"| {key} | {_format(value)} |" for key, value in sorted(results.items())]
     return "\n".join(lines) + "\n"
 

@@ -14,7 +14,7 @@ def eval_command(
 ) -> None:
     """Evaluate a trained run on its test split (or on other data via overrides)."""
     from twinids.cli.output import print_metrics
-    from twinids.training.run import evaluate
+    from twinids.training.evaluate import evaluate
 
     result = evaluate(source, list(overrides or []), tracking_uri)
     print_metrics(

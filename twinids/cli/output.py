@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from twinids.training.metrics import METRIC_NAMES as METRIC_ORDER
+from twinids.models.metrics import METRIC_NAMES as METRIC_ORDER
 
 
 def print_metrics(title: str, metrics: Mapping[str, float], details: Mapping[str, str]) -> None:
@@ -15,8 +15,13 @@ def print_metrics(title: str, metrics: Mapping[str, float], details: Mapping[str
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    ordered = sorted(metrics, key=lambda k: (METRIC_ORDER.index(k.split("/")[-1]) if k.split("/")[-1] in METRIC_ORDER
-                                             else len(METRIC_ORDER), k))
+    ordered = sorted(
+        metrics,
+        key=lambda k: (
+            METRIC_ORDER.index(k.split("/")[-1]) if k.split("/")[-1] in METRIC_ORDER else len(METRIC_ORDER),
+            k,
+        ),
+    )
     for name in ordered:
         table.add_row(name, f"{metrics[name]:.4f}")
     console = Console()

@@ -31,8 +31,8 @@ class StepContext:
     model: DeviceModel
     setpoint: float
     exogenous: float
-    command: float                 # the controller's command in force over the interval ending now
-    history: list[Packet]          # raw (untampered) packets, indexed by step, including this one
+    command: float  # the controller's command in force over the interval ending now
+    history: list[Packet]  # raw (untampered) packets, indexed by step, including this one
     last_delivered: Packet | None  # last packet the platform received before this step
 
 
@@ -46,8 +46,9 @@ class Episode:
     length: int
 
     @classmethod
-    def plan(cls, start: int, length: int, params: dict[str, Any], rng: np.random.Generator,
-             model: DeviceModel) -> Episode:
+    def plan(
+        cls, start: int, length: int, params: dict[str, Any], rng: np.random.Generator, model: DeviceModel
+    ) -> Episode:
         """An episode at `start` of `length` steps with its random parameters drawn from `rng`."""
         return cls(start=start, length=length)
 
@@ -82,8 +83,9 @@ class FalseDataInjection(Episode):
     offset: float = 0.0
 
     @classmethod
-    def plan(cls, start: int, length: int, params: dict[str, Any], rng: np.random.Generator,
-             model: DeviceModel) -> Episode:
+    def plan(
+        cls, start: int, length: int, params: dict[str, Any], rng: np.random.Generator, model: DeviceModel
+    ) -> Episode:
         mode = str(rng.choice(params["modes"]))
         offset = _sign(rng) * _uniform(rng, params["magnitude"]) * model.sensor_noise
         return cls(start=start, length=length, mode=mode, offset=offset)
@@ -102,8 +104,9 @@ class Replay(Episode):
     lag: int = 0
 
     @classmethod
-    def plan(cls, start: int, length: int, params: dict[str, Any], rng: np.random.Generator,
-             model: DeviceModel) -> Episode:
+    def plan(
+        cls, start: int, length: int, params: dict[str, Any], rng: np.random.Generator, model: DeviceModel
+    ) -> Episode:
         upper = max(length, min(start, int(params["max_lag"])))
         return cls(start=start, length=length, lag=int(rng.integers(length, upper + 1)))
 
@@ -122,8 +125,9 @@ class DenialOfService(Episode):
     frozen: Packet | None = None
 
     @classmethod
-    def plan(cls, start: int, length: int, params: dict[str, Any], rng: np.random.Generator,
-             model: DeviceModel) -> Episode:
+    def plan(
+        cls, start: int, length: int, params: dict[str, Any], rng: np.random.Generator, model: DeviceModel
+    ) -> Episode:
         mode = str(rng.choice(params["modes"]))
         dropped = rng.random(length) < float(params["drop_probability"])
         return cls(start=start, length=length, mode=mode, dropped=dropped)
@@ -149,16 +153,22 @@ class Spoofing(Episode):
     actuator: float = 0.0
 
     @classmethod
-    def plan(cls, start: int, length: int, params: dict[str, Any], rng: np.random.Generator,
-             model: DeviceModel) -> Episode:
+    def plan(
+        cls, start: int, length: int, params: dict[str, Any], rng: np.random.Generator, model: DeviceModel
+    ) -> Episode:
         phi = float(params["smoothing"])
         unit = np.empty(length)
         value = rng.uniform(-1.0, 1.0)
         for i in range(length):
             value = phi * value + (1.0 - phi) * rng.uniform(-1.0, 1.0)
             unit[i] = value
-        return cls(start=start, length=length, unit=np.clip(unit, -1.0, 1.0),
-                   switches=rng.random(length), meter_shocks=rng.standard_normal(length))
+        return cls(
+            start=start,
+            length=length,
+            unit=np.clip(unit, -1.0, 1.0),
+            switches=rng.random(length),
+            meter_shocks=rng.standard_normal(length),
+        )
 
     def tamper(self, offset: int, raw: Packet, ctx: StepContext) -> Packet | None:
         model = ctx.model
@@ -188,8 +198,9 @@ class CommandInjection(Episode):
     forced: float | None = None
 
     @classmethod
-    def plan(cls, start: int, length: int, params: dict[str, Any], rng: np.random.Generator,
-             model: DeviceModel) -> Episode:
+    def plan(
+        cls, start: int, length: int, params: dict[str, Any], rng: np.random.Generator, model: DeviceModel
+    ) -> Episode:
         shift = _sign(rng) * _uniform(rng, params["magnitude"])
         return cls(start=start, length=length, shift=shift, forge_feedback=bool(params["forge_feedback"]))
 

@@ -32,14 +32,13 @@ def ornstein_uhlenbeck(n_steps: int, std: float, corr_steps: float, rng: np.rand
     return series
 
 
-def _piecewise(n_steps: int, levels: np.ndarray, min_len: int, max_len: int,
-               rng: np.random.Generator) -> np.ndarray:
+def _piecewise(n_steps: int, levels: np.ndarray, min_len: int, max_len: int, rng: np.random.Generator) -> np.ndarray:
     """Piecewise-constant series holding a random entry of `levels` for a random number of steps."""
     series = np.empty(n_steps)
     i = 0
     while i < n_steps:
         span = int(rng.integers(min_len, max_len + 1))
-        series[i:i + span] = rng.choice(levels)
+        series[i : i + span] = rng.choice(levels)
         i += span
     return series
 
@@ -55,11 +54,11 @@ class DeviceModel(ABC):
     binary_actuator: ClassVar[bool]
     jittered: ClassVar[tuple[str, ...]] = ()
     step_seconds: float
-    sensor_noise: float        # std of the primary sensor
-    meter_noise: float         # std of the secondary sensor (meter)
-    disturbance_std: float     # std of the unmeasured disturbance the twin does not know
-    disturbance_steps: float   # its correlation time in steps
-    spoof_half_width: float    # readings within setpoint +- this look plausible to an operator
+    sensor_noise: float  # std of the primary sensor
+    meter_noise: float  # std of the secondary sensor (meter)
+    disturbance_std: float  # std of the unmeasured disturbance the twin does not know
+    disturbance_steps: float  # its correlation time in steps
+    spoof_half_width: float  # readings within setpoint +- this look plausible to an operator
 
     @abstractmethod
     def schedule(self, n_steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -104,8 +103,11 @@ class HeatedRoom(DeviceModel):
         hours = _hours(n_steps, self.step_seconds)
         day = (hours >= 7.0) & (hours < 22.0)
         setpoint = np.where(day, self.day_setpoint_c, self.night_setpoint_c)
-        outdoor = (self.outdoor_mean_c + self.outdoor_swing_c * np.sin(2 * np.pi * (hours - 9.0) / 24.0)
-                   + ornstein_uhlenbeck(n_steps, 1.0, 240.0, rng))
+        outdoor = (
+            self.outdoor_mean_c
+            + self.outdoor_swing_c * np.sin(2 * np.pi * (hours - 9.0) / 24.0)
+            + ornstein_uhlenbeck(n_steps, 1.0, 240.0, rng)
+        )
         return setpoint, outdoor
 
     def advance(self, state: Any, actuator: float, exogenous: float, disturbance: float) -> tuple[Any, Any]:
@@ -144,8 +146,7 @@ class WaterTank(DeviceModel):
     def schedule(self, n_steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         setpoint = _piecewise(n_steps, np.array(self.setpoints_pct), 300, 900, rng)
         hours = _hours(n_steps, self.step_seconds)
-        demand = 0.55 + 0.2 * np.sin(2 * np.pi * (hours - 8.0) / 24.0) + ornstein_uhlenbeck(
-            n_steps, 0.12, 20.0, rng)
+        demand = 0.55 + 0.2 * np.sin(2 * np.pi * (hours - 8.0) / 24.0) + ornstein_uhlenbeck(n_steps, 0.12, 20.0, rng)
         return setpoint, np.clip(demand, 0.2, 1.0)
 
     def advance(self, state: Any, actuator: float, exogenous: float, disturbance: float) -> tuple[Any, Any]:
@@ -205,13 +206,16 @@ class Conveyor(DeviceModel):
         return drive
 
 
-DEVICE_KINDS: dict[str, type[DeviceModel]] = {
-    model.kind: model for model in (HeatedRoom, WaterTank, Conveyor)
-}
+DEVICE_KINDS: dict[str, type[DeviceModel]] = {model.kind: model for model in (HeatedRoom, WaterTank, Conveyor)}
 
 
-def build_device(kind: str, step_seconds: float, rng: np.random.Generator,
-                 overrides: dict[str, Any] | None = None, where: str = "devices") -> DeviceModel:
+def build_device(
+    kind: str,
+    step_seconds: float,
+    rng: np.random.Generator,
+    overrides: dict[str, Any] | None = None,
+    where: str = "devices",
+) -> DeviceModel:
     """A device of `kind` with its physical constants jittered +-10% (no two rooms alike), then overridden.
 
     Raises:

@@ -17,9 +17,20 @@ from twinids.twin.schedule import check_fits, parse_attacks, plan_episodes
 from twinids.twin.stream import run_device
 
 DEFAULT_DEVICES: dict[str, int] = {"heated_room": 2, "water_tank": 2, "conveyor": 2}
-FEATURES = ("device_kind", "sensor_primary", "sensor_secondary", "twin_primary", "twin_secondary",
-            "residual_primary", "residual_secondary", "actuator_command", "actuator_reported",
-            "setpoint", "exogenous", "dt")
+FEATURES = (
+    "device_kind",
+    "sensor_primary",
+    "sensor_secondary",
+    "twin_primary",
+    "twin_secondary",
+    "residual_primary",
+    "residual_secondary",
+    "actuator_command",
+    "actuator_reported",
+    "setpoint",
+    "exogenous",
+    "dt",
+)
 
 
 def _plain(value: Any) -> Any:
@@ -50,8 +61,10 @@ def parse_devices(devices: Mapping[str, Any] | Sequence[Any] | None) -> list[tup
             elif isinstance(entry, Mapping) and "kind" in entry:
                 entries.append(dict(entry))
             else:
-                raise TwinIDSError(f"devices[{index}] must be a kind name or a mapping with a 'kind' key; "
-                                   f"got {entry!r}; kinds are {sorted(DEVICE_KINDS)}")
+                raise TwinIDSError(
+                    f"devices[{index}] must be a kind name or a mapping with a 'kind' key; "
+                    f"got {entry!r}; kinds are {sorted(DEVICE_KINDS)}"
+                )
     else:
         raise TwinIDSError(f"devices must be a mapping kind -> count or a list of devices; got {devices!r}")
     parsed: list[tuple[str, str, dict[str, Any]]] = []
@@ -70,8 +83,9 @@ def parse_devices(devices: Mapping[str, Any] | Sequence[Any] | None) -> list[tup
     return parsed
 
 
-def _check_numbers(seed: Any, n_steps: Any, step_seconds: Any, twin_gain: Any, twin_gate: Any,
-                   packet_loss: Any) -> None:
+def _check_numbers(
+    seed: Any, n_steps: Any, step_seconds: Any, twin_gain: Any, twin_gate: Any, packet_loss: Any
+) -> None:
     def whole(value: Any) -> bool:
         return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
@@ -125,8 +139,16 @@ def simulate_network(
         params_rng, schedule_rng, noise_rng, attack_rng = (np.random.default_rng(s) for s in streams)
         model = build_device(kind, float(step_seconds), params_rng, overrides, where=f"devices[{name!r}]")
         episodes = plan_episodes(attack_settings, int(n_steps), attack_rng, model)
-        rows = run_device(model, episodes, int(n_steps), noise_rng, schedule_rng, float(twin_gain),
-                          float(twin_gate), float(packet_loss))
+        rows = run_device(
+            model,
+            episodes,
+            int(n_steps),
+            noise_rng,
+            schedule_rng,
+            float(twin_gain),
+            float(twin_gate),
+            float(packet_loss),
+        )
         frame = pd.DataFrame(rows)
         frame.insert(0, "device", name)
         frame.insert(2, "device_kind", kind)

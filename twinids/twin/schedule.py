@@ -19,8 +19,8 @@ from twinids.twin.devices import DeviceModel
 
 COMMON_DEFAULTS: dict[str, Any] = {"rate": 1.0, "length": [20, 60]}
 MODES = {"false_data_injection": ("bias", "ramp"), "denial_of_service": ("stale", "missing")}
-WARMUP_STEPS = 50   # clean start: controllers settle and replay has something to replay
-GAP_STEPS = 20      # clean steps after every episode (the DoS gap row and the plant settle in it)
+WARMUP_STEPS = 50  # clean start: controllers settle and replay has something to replay
+GAP_STEPS = 20  # clean steps after every episode (the DoS gap row and the plant settle in it)
 
 
 def _range(where: str, value: Any, integer: bool = False) -> list[float]:
@@ -87,8 +87,7 @@ def parse_attacks(attacks: Mapping[str, Any] | None) -> dict[str, dict[str, Any]
         if unknown:
             raise TwinIDSError(f"attacks.{name}: unknown setting(s) {unknown}; valid are {sorted(defaults)}")
         merged = {**defaults, **settings}
-        parsed[name] = {key: _check_param(f"attacks.{name}.{key}", name, key, value)
-                        for key, value in merged.items()}
+        parsed[name] = {key: _check_param(f"attacks.{name}.{key}", name, key, value) for key, value in merged.items()}
     return parsed
 
 
@@ -102,8 +101,7 @@ def check_fits(attacks: dict[str, dict[str, Any]], n_steps: int) -> None:
         return
     longest = max(s["length"][1] for s in attacks.values())
     warmup = max(WARMUP_STEPS, longest)
-    need = warmup + sum(math.ceil(_expected(s, n_steps)) * (s["length"][1] + GAP_STEPS)
-                        for s in attacks.values())
+    need = warmup + sum(math.ceil(_expected(s, n_steps)) * (s["length"][1] + GAP_STEPS) for s in attacks.values())
     if need > n_steps:
         raise TwinIDSError(
             f"n_steps={n_steps} is too small for the configured attacks: at their longest they need {need} "
@@ -112,8 +110,9 @@ def check_fits(attacks: dict[str, dict[str, Any]], n_steps: int) -> None:
         )
 
 
-def plan_episodes(attacks: dict[str, dict[str, Any]], n_steps: int, rng: np.random.Generator,
-                  model: DeviceModel) -> list[Episode]:
+def plan_episodes(
+    attacks: dict[str, dict[str, Any]], n_steps: int, rng: np.random.Generator, model: DeviceModel
+) -> list[Episode]:
     """Draw the episodes of one device: how many of each type (the expected count, rounded at random),
     their lengths, and their starts spread uniformly over the free time. Sorted by start."""
     drawn: list[tuple[str, int]] = []

@@ -16,13 +16,31 @@ from twinids.twin.attacks import Episode, Packet, StepContext
 from twinids.twin.devices import DeviceModel, ornstein_uhlenbeck
 from twinids.twin.virtual_twin import VirtualTwin
 
-COLUMNS = ("time", "sensor_primary", "sensor_secondary", "twin_primary", "twin_secondary",
-           "actuator_command", "actuator_reported", "setpoint", "exogenous", "label", "attack")
+COLUMNS = (
+    "time",
+    "sensor_primary",
+    "sensor_secondary",
+    "twin_primary",
+    "twin_secondary",
+    "actuator_command",
+    "actuator_reported",
+    "setpoint",
+    "exogenous",
+    "label",
+    "attack",
+)
 
 
-def run_device(model: DeviceModel, episodes: list[Episode], n_steps: int, noise_rng: np.random.Generator,
-               schedule_rng: np.random.Generator, twin_gain: float, twin_gate: float,
-               packet_loss: float) -> dict[str, Any]:
+def run_device(
+    model: DeviceModel,
+    episodes: list[Episode],
+    n_steps: int,
+    noise_rng: np.random.Generator,
+    schedule_rng: np.random.Generator,
+    twin_gain: float,
+    twin_gate: float,
+    packet_loss: float,
+) -> dict[str, Any]:
     """Simulate one device for `n_steps` and return its delivered rows as column lists (see COLUMNS)."""
     setpoint, exogenous = model.schedule(n_steps, schedule_rng)
     disturbance = ornstein_uhlenbeck(n_steps, model.disturbance_std, model.disturbance_steps, noise_rng)
@@ -30,7 +48,7 @@ def run_device(model: DeviceModel, episodes: list[Episode], n_steps: int, noise_
     lost = noise_rng.random(n_steps) < packet_loss
     active = np.full(n_steps + 1, -1)
     for index, episode in enumerate(episodes):
-        active[episode.start:episode.start + episode.length] = index
+        active[episode.start : episode.start + episode.length] = index
 
     controller = model.controller(float(setpoint[0]))
     command = applied = controller.command
@@ -43,14 +61,23 @@ def run_device(model: DeviceModel, episodes: list[Episode], n_steps: int, noise_
     rows: dict[str, list[Any]] = {column: [] for column in COLUMNS}
 
     for t in range(n_steps):
-        raw = Packet(primary=state + model.sensor_noise * sensor_shocks[t, 0],
-                     secondary=meter + model.meter_noise * sensor_shocks[t, 1], actuator=applied)
+        raw = Packet(
+            primary=state + model.sensor_noise * sensor_shocks[t, 0],
+            secondary=meter + model.meter_noise * sensor_shocks[t, 1],
+            actuator=applied,
+        )
         history.append(raw)
         episode = episodes[active[t]] if active[t] >= 0 else None
         packet: Packet | None = raw
         if episode is not None:
-            ctx = StepContext(model=model, setpoint=float(setpoint[t]), exogenous=float(exogenous[t]),
-                              command=command, history=history, last_delivered=last_delivered)
+            ctx = StepContext(
+                model=model,
+                setpoint=float(setpoint[t]),
+                exogenous=float(exogenous[t]),
+                command=command,
+                history=history,
+                last_delivered=last_delivered,
+            )
             packet = episode.tamper(t - episode.start, raw, ctx)
             if packet is None:
                 pending_gap = episode.name
@@ -58,8 +85,19 @@ def run_device(model: DeviceModel, episodes: list[Episode], n_steps: int, noise_
             packet = None
         if packet is not None:
             attack = episode.name if episode is not None else pending_gap
-            values = (t * model.step_seconds, packet.primary, packet.secondary, twin.primary, twin.secondary,
-                      command, packet.actuator, setpoint[t], exogenous[t], int(attack != NORMAL), attack)
+            values = (
+                t * model.step_seconds,
+                packet.primary,
+                packet.secondary,
+                twin.primary,
+                twin.secondary,
+                command,
+                packet.actuator,
+                setpoint[t],
+                exogenous[t],
+                int(attack != NORMAL),
+                attack,
+            )
             for column, value in zip(COLUMNS, values, strict=True):
                 rows[column].append(value)
             last_delivered, pending_gap = packet, NORMAL

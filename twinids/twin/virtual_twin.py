@@ -22,8 +22,9 @@ class VirtualTwin:
     twin resynchronises to the reading instead of staying out of step for ever.
     """
 
-    def __init__(self, model: DeviceModel, state: float, command: float, exogenous: float,
-                 gain: float, gate: float) -> None:
+    def __init__(
+        self, model: DeviceModel, state: float, command: float, exogenous: float, gain: float, gate: float
+    ) -> None:
         self.model = model
         self.gain = gain
         self.gate = gate * model.sensor_noise

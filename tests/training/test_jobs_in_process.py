@@ -1,0 +1,76 @@
+"""`train(cfg)` and `evaluate(source)` called in-process on the smoke overlay: what a sweep or a test calls."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from twinids.errors import TwinIDSError
+from twinids.training.evaluate import evaluate
+from twinids.training.train import train
+
+METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "fpr")
+
+
+@pytest.fixture(scope="module")
+def lstm_job(tmp_path_factory, smoke_config):
+    workdir = tmp_path_factory.mktemp("lstm")
+    cfg = smoke_config(workdir, "model.module.net.hidden_size=16", "seed=3")
+    return workdir, cfg, train(cfg, ["seed=3"])
+
+
+def test_train_returns_test_metrics_recall_per_attack_type_and_a_finished_run(lstm_job, mlflow_client):
+    workdir, _, result = lstm_job
+    assert {f"test/{name}" for name in METRICS} <= set(result.metrics)
+    assert any(name.startswith("test/recall_attack/") for name in result.metrics)
+    run = mlflow_client(workdir).get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["twinids.model"] == "lstm" and run.data.tags["twinids.privacy"] == "none"
+    assert result.metrics["test/f1_macro"] == pytest.approx(run.data.metrics["test/f1_macro"])
+    assert result.timings["fit_s"] > 0 and result.timings["test_s"] > 0
+
+
+def test_the_checkpoint_is_plain_data_with_the_model_card(lstm_job):
+    _, _, result = lstm_job
+    checkpoint = torch.load(result.checkpoint, map_location="cpu", weights_only=True)
+    card = checkpoint["twinids"]
+    assert card["run_id"] == result.run_id and card["overrides"] == ["seed=3"]
+    assert card["class_names"] == ["normal", "attack"] and card["attack_names"][0] == "normal"
+
+
+def test_evaluate_in_process_reproduces_the_training_run_exactly(lstm_job, mlflow_client):
+    workdir, cfg, result = lstm_job
+    evaluated = evaluate(result.run_id, tracking_uri=cfg.tracking.uri)
+    assert evaluated.metrics == result.metrics
+    eval_run = mlflow_client(workdir).get_run(evaluated.run_id)
+    assert eval_run.data.tags["twinids.source_run_id"] == result.run_id
+
+
+def test_every_loss_term_of_a_net_with_auxiliary_losses_is_logged_under_train(tmp_path, smoke_config, mlflow_client):
+    cfg = smoke_config(tmp_path, "model=lstm_sae_mha", "trainer.max_epochs=1")
+    result = train(cfg)
+    logged = mlflow_client(tmp_path).get_run(result.run_id).data.metrics
+    for term in ("loss_epoch", "loss_classification", "loss_reconstruction", "loss_sparsity"):
+        assert f"train/{term}" in logged, term
+
+
+def test_a_classical_baseline_trains_and_evaluates_through_the_same_interface(tmp_path, smoke_config):
+    cfg = smoke_config(tmp_path, "model=random_forest", "model.estimator.n_estimators=10")
+    result = train(cfg)
+    assert result.checkpoint.suffix == ".skops"
+    assert evaluate(str(result.checkpoint), tracking_uri=cfg.tracking.uri).metrics == result.metrics
+
+
+def test_settings_errors_are_raised_before_a_run_or_output_exists(tmp_path, smoke_config):
+    for override, key in [
+        ("trainer.max_epochs=abc", "trainer.max_epochs"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("model.module.optimizer.lr=-1", "model.module.optimizer"),
+        ("data.window=abc", "data.window"),
+        ("seed=abc", "seed"),
+        ("trainer.accelerator=gpu", "trainer.accelerator"),
+        ("paths.output_dir=/etc/hostname/outputs", "paths.output_dir"),
+    ]:
+        with pytest.raises(TwinIDSError, match=key.replace(".", r"\.")):
+            train(smoke_config(tmp_path, override))
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "outputs").exists()

@@ -1,0 +1,83 @@
+"""The one interface every kind of detector is trained and tested through, and the registry of kinds.
+
+A model config names its kind (`model.detector: lightning | sklearn`); `train` and `evaluate` never ask
+which kind they hold. A new kind is one class here in the registry and nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from omegaconf import DictConfig
+
+from twinids.errors import TwinIDSError
+
+if TYPE_CHECKING:
+    from twinids.data.prepare import WindowedData
+    from twinids.tracking.run import TrackedRun
+    from twinids.training.model_card import ModelCard
+
+
+@dataclass(frozen=True)
+class TestReport:
+    """What testing a detector on one split gave: metrics named `<split>/...` and the confusion matrix."""
+
+    metrics: dict[str, float]
+    confusion: np.ndarray
+
+
+@dataclass
+class JobContext:
+    """Where a job writes: its MLflow run, its model card and its local output folder."""
+
+    run: TrackedRun
+    card: ModelCard
+    run_dir: Path
+
+
+class Detector(Protocol):
+    """Fit, load and test one detector; built from the composed config and the job's windows.
+
+    Construction checks every setting it will use and raises TwinIDSError before any run exists.
+    """
+
+    checkpoint_suffix: str
+
+    def fit(self, data: WindowedData, job: JobContext, resume_from: Path | None = None) -> Path:
+        """Train on the train split (validating on val); return the checkpoint to test."""
+        ...
+
+    def load(self, checkpoint: Path) -> None:
+        """Load trained weights from a checkpoint file (data only: nothing in it may run code)."""
+        ...
+
+    def test(self, data: WindowedData, job: JobContext) -> TestReport:
+        """Metrics of the loaded or trained detector on the test split, logged to the job's run."""
+        ...
+
+    def privacy_summary(self) -> dict[str, Any] | None:
+        """What DP-SGD spent (ε, δ, σ, ...), or None for a non-private detector."""
+        ...
+
+
+def detector_kinds() -> dict[str, type]:
+    """Registry: `model.detector` value -> detector class."""
+    from twinids.training.lightning_detector import LightningDetector
+    from twinids.training.sklearn_detector import SklearnDetector
+
+    return {"lightning": LightningDetector, "sklearn": SklearnDetector}
+
+
+def make_detector(cfg: DictConfig, data: WindowedData, training: bool = True) -> Detector:
+    """The detector `cfg.model` names, sized to `data`; settings errors are raised here, before any run.
+
+    With `training=False` (evaluation) the training-only settings (privacy, trainer limits) are not planned.
+    """
+    kinds = detector_kinds()
+    kind = cfg.model.get("detector")
+    if kind not in kinds:
+        raise TwinIDSError(f"model.detector must be one of {sorted(kinds)}; got {kind!r} in model '{cfg.model.name}'")
+    return kinds[kind](cfg, data, training)

@@ -1,0 +1,107 @@
+"""`evaluate(source)`: re-test a trained detector (MLflow run id or checkpoint file) and log a new run."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from twinids.errors import TwinIDSError
+from twinids.training.job import JobResult
+
+CHECKPOINT_SUFFIXES = (".ckpt", ".skops", ".joblib")
+
+
+def evaluate(
+    source: str,
+    overrides: Sequence[str] = (),
+    tracking_uri: str | None = None,
+    *,
+    tags: Mapping[str, str] | None = None,
+) -> JobResult:
+    """Evaluate a trained detector on the test split of the data its config describes.
+
+    The model and data are rebuilt from the config stored in the checkpoint; with overrides the config is
+    recomposed from the run's original overrides followed by the new ones. A new run is logged, tagged
+    with the source run id; for a DP-trained model it also carries the ε and δ that training spent.
+    """
+    import pytorch_lightning as pl
+
+    from twinids.config import compose
+    from twinids.data.registry import build_windows
+    from twinids.tracking.queries import download_checkpoint
+    from twinids.tracking.run import start_run, temporary_directory
+    from twinids.training.checkpoint_io import read_card
+    from twinids.training.detector import JobContext, make_detector
+    from twinids.training.job import job_tags, log_confusion, log_privacy, provenance, quiet_libraries
+
+    quiet_libraries()
+    with temporary_directory() as scratch:
+        path = Path(source)
+        from_file = path.suffix in CHECKPOINT_SUFFIXES or path.exists()
+        checkpoint = path if from_file else download_checkpoint(source, Path(scratch), tracking_uri)
+        card = read_card(checkpoint)
+        cfg = compose([*card.overrides, *overrides]) if overrides else OmegaConf.create(card.config)
+        for key in config_drift(card.config, cfg, overrides)[:5]:
+            print(f"warning: {key} differs from the trained run's config (configs/ changed since?)", file=sys.stderr)
+        pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        data = build_windows(cfg.data, evaluated_splits=("test",))
+        check_compatible(card.feature_names, card.class_names, data.feature_names, data.class_names)
+        detector = make_detector(cfg, data, training=False)
+        detector.load(checkpoint)
+        run_tags = {
+            **job_tags(cfg, "eval", card.privacy),
+            **provenance(cfg, data),
+            "twinids.source_run_id": card.run_id,
+            **(tags or {}),
+        }
+        with start_run(cfg.tracking.mlflow_experiment, tracking_uri or cfg.tracking.uri, None, run_tags) as run:
+            run.log_config(cfg, [*card.overrides, *overrides])
+            began = time.perf_counter()
+            report = detector.test(data, JobContext(run, card, Path(scratch)))
+            tested = time.perf_counter()
+            log_privacy(run, card.privacy)
+            log_confusion(run, report.confusion, data.class_names)
+    return JobResult(
+        report.metrics,
+        run.run_id,
+        checkpoint,
+        data.class_names,
+        report.confusion,
+        card.privacy,
+        {"test_s": tested - began},
+    )
+
+
+def config_drift(trained: dict[str, Any], cfg: DictConfig, overrides: Sequence[str]) -> list[str]:
+    """Keys whose value in a recomposed config differs from the trained run's, outside what overrides touch."""
+    touched = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    before = _flatten(trained)
+    after = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    return sorted(k for k in changed if not any(k == t or k.startswith(t + ".") for t in touched))
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for key, child in tree.items() for k, v in _flatten(child, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): tree}
+
+
+def check_compatible(
+    trained_features: list[str], trained_classes: list[str], features: list[str], classes: list[str]
+) -> None:
+    """Refuse data whose encoded features or classes differ from what the checkpoint was trained on."""
+    if trained_features and trained_features != features:
+        missing = sorted(set(trained_features) - set(features))[:5]
+        raise TwinIDSError(
+            f"the checkpoint's model takes {len(trained_features)} features per step but this data has "
+            f"{len(features)} (or in another order); missing e.g. {missing}; evaluate on data with the "
+            "same feature set"
+        )
+    if trained_classes != classes:
+        raise TwinIDSError(f"the checkpoint predicts classes {trained_classes} but this data has {classes}")

@@ -1,0 +1,120 @@
+"""What train and eval jobs share: their result, their tags, the checks made before a run, quiet libraries."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from twinids.errors import TwinIDSError
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a train or eval job produced: test metrics, MLflow run id, checkpoint, confusion matrix, timings."""
+
+    metrics: dict[str, float]
+    run_id: str
+    checkpoint: Path
+    class_names: list[str]
+    confusion: np.ndarray
+    privacy: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def job_tags(cfg: DictConfig, job: str, privacy: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Tags that make runs filterable in the MLflow dashboard and in `compare`."""
+    tags = {
+        "twinids.job": job,
+        "twinids.dataset": str(cfg.data.name),
+        "twinids.model": str(cfg.model.name),
+        "twinids.privacy": str(cfg.privacy.name),
+        "twinids.task": f"{cfg.task}/{cfg.data.classes}",
+        "twinids.seed": str(cfg.seed),
+    }
+    if cfg.privacy.name == "dp":
+        target = cfg.privacy.get("target_epsilon")
+        spent = None if privacy is None else privacy.get("epsilon")
+        tags["twinids.epsilon"] = f"{float(target):g}" if target is not None else (f"{spent:.3g}" if spent else "")
+    return tags
+
+
+def provenance(cfg: DictConfig, data: Any) -> dict[str, str]:
+    """Tags saying what produced a run: code and library versions, machine, and a fingerprint of its data.
+
+    The fingerprint hashes the files read, or, for generated data, the source's config (which holds its seed).
+    """
+    from omegaconf import OmegaConf
+
+    from twinids.tracking.provenance import provenance_tags
+
+    source = OmegaConf.to_container(cfg.data.source, resolve=True)
+    files = [Path(f) for f in data.source_files]
+    return provenance_tags(str(cfg.trainer.get("accelerator", "cpu")), files, None if files else source)
+
+
+def check_job_settings(cfg: DictConfig) -> None:
+    """Settings every job reads before its run exists: the seed, and a writable output folder."""
+    seed = cfg.seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TwinIDSError(f"seed must be an integer; got {seed!r}")
+    output = Path(str(cfg.paths.output_dir)).resolve()
+    existing = next(p for p in (output, *output.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise TwinIDSError(
+            f"paths.output_dir={cfg.paths.output_dir} cannot be written ({existing} is not a writable folder); "
+            "choose another folder"
+        )
+
+
+def log_confusion(run: Any, matrix: np.ndarray, class_names: list[str]) -> None:
+    """Log the test confusion matrix as CSV and as a plot."""
+    import matplotlib.pyplot as plt
+
+    from twinids.training.figures import confusion_csv, confusion_figure
+
+    run.log_text(confusion_csv(matrix, class_names), "test/confusion_matrix.csv")
+    figure = confusion_figure(matrix, class_names, "test confusion matrix")
+    run.log_figure(figure, "test/confusion_matrix.png")
+    plt.close(figure)
+
+
+def log_privacy(run: Any, summary: Mapping[str, Any] | None) -> None:
+    """The privacy a model's training spent: params `privacy.*` and the final `privacy/epsilon` metric."""
+    if summary is None:
+        return
+    run.log_params({f"privacy.{key}": value for key, value in summary.items()})
+    final = {"privacy/epsilon": float(summary["epsilon"]), "privacy/delta": float(summary["delta"])}
+    run.log_metrics(final, step=int(summary["steps"]))
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter (device summaries, dataloader hints, metric warnings) out of the command's output."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import pytorch_lightning  # noqa: F401  (its import sets its loggers to INFO; lower them afterwards)
+
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "mlflow", "opacus"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*Checkpoint directory .* exists and is not empty.*",
+        ".*LeafSpec.*",
+        ".*callbacks used to create the checkpoint need to be provided.*",
+        ".*have no `val_dataloader`.*",
+        ".*Secure RNG turned off.*",
+        ".*Full backward hook is firing.*",
+        ".*Using a non-full backward hook.*",
+        ".*Optimal order is the largest alpha.*",
+        ".*The number of training batches .* is smaller than the logging interval.*",
+        ".*Your `IterableDataset` has `__len__` defined.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+    warnings.filterwarnings("ignore", module="torchmetrics.*")

@@ -1,0 +1,157 @@
+"""Neural detectors: the LightningModule the model config names, trained by a Lightning Trainer.
+
+`privacy=dp` plugs DP-SGD (Opacus) into the same Trainer: Poisson-sampled training loader, DP optimiser,
+ghost-clipping loss, accountant state in every checkpoint. Lightning's own loop, callbacks, checkpointing
+and logging stay in use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from twinids.config import build
+from twinids.data.datamodule import WindowDataModule
+from twinids.data.prepare import WindowedData
+from twinids.errors import TwinIDSError
+from twinids.training.checkpoint_io import TORCH_SUFFIX, load_torch_checkpoint, save_torch_checkpoint
+from twinids.training.detector import JobContext, TestReport
+from twinids.training.model_card import CARD_KEY, ModelCardCallback
+from twinids.training.trainer_settings import check_trainer_settings, planned_steps_per_epoch
+
+
+class LightningDetector:
+    """Builds `cfg.model.module` around `cfg.model.module.net`, sized to the data, and trains it with Lightning."""
+
+    checkpoint_suffix = TORCH_SUFFIX
+
+    def __init__(self, cfg: DictConfig, data: WindowedData, training: bool = True) -> None:
+        self.cfg = cfg
+        name = f"model '{cfg.model.name}'"
+        for key in ("batch_size", "eval_batch_size"):
+            value = cfg.data[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TwinIDSError(f"data.{key} must be an integer >= 1; got {value!r}")
+        check_trainer_settings(cfg.trainer)
+        net = build(cfg.model.module.net, name, n_features=data.n_features, n_classes=len(data.class_names))
+        self.module = build(
+            cfg.model.module,
+            name,
+            net=net,
+            class_names=list(data.class_names),
+            attack_names=list(data.attack_names),
+            train_class_counts=data.class_counts("train").tolist(),
+            _convert_="all",
+        )
+        _check_optimizer(self.module)
+        self.datamodule = WindowDataModule(data, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.data.num_workers)
+        self.privacy = self._plan_privacy(cfg, data) if training and cfg.privacy.name == "dp" else None
+
+    def _plan_privacy(self, cfg: DictConfig, data: WindowedData) -> Any:
+        """Check the DP settings against this model, trainer and data, and plan σ (all before any run)."""
+        from twinids.privacy.dp_sgd import DPSGD
+        from twinids.privacy.settings import DPSettings, refuse_trainer_settings_that_void_dp
+
+        settings = DPSettings.from_config(cfg.privacy)
+        refuse_trainer_settings_that_void_dp(cfg.trainer, settings)
+        plain = self.datamodule.loader("train", cfg.data.batch_size, shuffle=True)
+        privacy = DPSGD(
+            settings,
+            plain,
+            planned_epochs=int(cfg.trainer.max_epochs),
+            steps_per_epoch=planned_steps_per_epoch(cfg.trainer, len(plain)),
+            seed=int(cfg.seed),
+        )
+        privacy.check_model(self.module.net)
+        _check_single_optimizer(self.module)
+        self.module.enable_privacy(privacy)
+        self.datamodule.private_training_loader = privacy.training_loader
+        return privacy
+
+    def fit(self, data: WindowedData, job: JobContext, resume_from: Path | None = None) -> Path:
+        """Train with early stopping and best-checkpoint selection on validation macro-F1; return the best."""
+        from hydra.utils import instantiate
+
+        checkpointing = instantiate(self.cfg.callbacks.model_checkpoint, dirpath=job.run_dir / "checkpoints")
+        callbacks = [instantiate(self.cfg.callbacks.early_stopping), checkpointing, ModelCardCallback(job.card)]
+        trainer = self._trainer(job, callbacks)
+        try:
+            trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=resume_from, weights_only=True)
+        except SystemExit:
+            if trainer.interrupted:  # Lightning turns a bare KeyboardInterrupt into sys.exit(1): undo that
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            if self.privacy is not None and self.privacy.private is not None:
+                self.privacy.private.module.cleanup()  # no more per-sample hooks after training
+        if not checkpointing.best_model_path:
+            raise TwinIDSError(
+                f"training saved no checkpoint (is '{checkpointing.monitor}' logged, and did any epoch finish?); "
+                "check trainer.max_epochs and trainer.limit_val_batches"
+            )
+        best = Path(checkpointing.best_model_path)
+        if self.privacy is not None:
+            # The best checkpoint may come from an early epoch, but the privacy spent is that of every step
+            # taken until training stopped: the card of each checkpoint says so.
+            job.card.privacy = self.privacy.summary()
+            for path in {best, Path(checkpointing.last_model_path or best)}:
+                checkpoint = load_torch_checkpoint(path)
+                checkpoint[CARD_KEY] = job.card.to_dict()
+                save_torch_checkpoint(checkpoint, path)
+        return best
+
+    def load(self, checkpoint: Path) -> None:
+        """Load the weights of a checkpoint into the module (plain-data load: nothing in it can run code)."""
+        state = load_torch_checkpoint(checkpoint)["state_dict"]
+        try:
+            self.module.load_state_dict(state)
+        except RuntimeError as error:
+            raise TwinIDSError(
+                f"{checkpoint} does not fit this model's shape ({str(error).splitlines()[0]}); evaluate with the "
+                "model settings it was trained with"
+            ) from None
+
+    def test(self, data: WindowedData, job: JobContext) -> TestReport:
+        """Test-split metrics of the loaded weights, logged through the run's Lightning logger."""
+        trainer = self._trainer(job, [])
+        results = trainer.test(self.module, datamodule=self.datamodule, verbose=False)
+        metrics = {name: float(value) for name, value in results[0].items()}
+        return TestReport(metrics, self.module.test_metrics.confusion().numpy())
+
+    def privacy_summary(self) -> dict[str, Any] | None:
+        """ε and the DP-SGD settings spent by the training run (None without privacy)."""
+        return None if self.privacy is None else self.privacy.summary()
+
+    def _trainer(self, job: JobContext, callbacks: list[Any]) -> Any:
+        return build(
+            self.cfg.trainer, "trainer", logger=job.run.logger, callbacks=callbacks, default_root_dir=str(job.run_dir)
+        )
+
+
+def _check_single_optimizer(module: Any) -> None:
+    """DP-SGD privatises the one optimiser `DetectorModule.configure_optimizers` builds; refuse anything else."""
+    from twinids.models.detector_module import DetectorModule
+
+    optimizers = module.configure_optimizers()
+    if type(module).configure_optimizers is not DetectorModule.configure_optimizers or not isinstance(
+        optimizers, torch.optim.Optimizer
+    ):
+        raise TwinIDSError(
+            f"{type(module).__name__} configures its own optimisers: with privacy=dp every parameter update must "
+            "go through the one DP optimiser (a second optimiser, or one built outside "
+            "DetectorModule.configure_optimizers, would take un-noised steps on private data)"
+        )
+
+
+def _check_optimizer(module: Any) -> None:
+    """Build the optimiser once on a probe parameter, so bad settings (e.g. lr=-1) fail before any run."""
+    probe = torch.nn.Parameter(torch.zeros(1))
+    try:
+        optimizer = module.optimizer_factory([probe])
+    except (TypeError, ValueError) as error:
+        raise TwinIDSError(f"model.module.optimizer: {str(error).splitlines()[0]}") from None
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TwinIDSError("model.module.optimizer must build one torch optimiser (a `_partial_: true` node)")

@@ -1,0 +1,73 @@
+"""What a checkpoint carries besides weights: the job's config, overrides, classes, features and privacy spent.
+
+Stored as plain types only (dicts, lists, strings, numbers), so checkpoints load with
+`torch.load(weights_only=True)` and a crafted file cannot run code on the machine that evaluates it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from twinids.errors import TwinIDSError
+
+CARD_KEY = "twinids"
+
+
+@dataclass
+class ModelCard:
+    """Enough to rebuild a trained detector, its data and its claims from a checkpoint alone."""
+
+    config: dict[str, Any]
+    overrides: list[str]
+    class_names: list[str]
+    feature_names: list[str]
+    attack_names: list[str]
+    run_id: str
+    privacy: dict[str, Any] | None = None
+
+    @classmethod
+    def describe(cls, cfg: DictConfig, overrides: list[str], data: Any, run_id: str) -> ModelCard:
+        """The card of a job training on `data` (a WindowedData) as `cfg` says."""
+        return cls(
+            config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+            overrides=list(overrides),
+            class_names=list(data.class_names),
+            feature_names=list(data.feature_names),
+            attack_names=list(data.attack_names),
+            run_id=run_id,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types, as stored in the checkpoint."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: Path) -> ModelCard:
+        """Read a stored card (older checkpoints may lack attack names, feature names or privacy)."""
+        try:
+            return cls(
+                config=dict(values["config"]),
+                overrides=list(values["overrides"]),
+                class_names=list(values["class_names"]),
+                feature_names=list(values.get("feature_names") or []),
+                attack_names=list(values.get("attack_names") or []),
+                run_id=str(values.get("run_id", "")),
+                privacy=values.get("privacy"),
+            )
+        except (KeyError, TypeError) as error:
+            raise TwinIDSError(f"{source} holds an incomplete twinids model card ({error})") from None
+
+
+class ModelCardCallback(pl.Callback):
+    """Stores the model card in every checkpoint Lightning writes."""
+
+    def __init__(self, card: ModelCard) -> None:
+        self.card = card
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint[CARD_KEY] = self.card.to_dict()

@@ -1,0 +1,86 @@
+"""Classical baselines (scikit-learn estimators) on flattened windows, through the same detector interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from twinids.data.prepare import WindowedData
+from twinids.errors import TwinIDSError
+from twinids.models.metrics import DetectionMetrics
+from twinids.training.checkpoint_io import SKLEARN_SUFFIX, load_sklearn_checkpoint, save_sklearn_checkpoint
+from twinids.training.detector import JobContext, TestReport
+
+
+class SklearnDetector:
+    """A scikit-learn classifier named by `model.estimator`; attack score = 1 − P(normal)."""
+
+    checkpoint_suffix = SKLEARN_SUFFIX
+
+    def __init__(self, cfg: DictConfig, data: WindowedData, training: bool = True) -> None:
+        from twinids.config import build
+
+        if training and cfg.privacy.name != "none":
+            raise TwinIDSError(
+                f"model={cfg.model.name} cannot train with privacy={cfg.privacy.name}: DP-SGD privatises gradient "
+                "steps, and this estimator takes none; use a neural model (e.g. model=lstm) or privacy=none"
+            )
+        self.name = str(cfg.model.name)
+        self.estimator = build(cfg.model.estimator, f"model '{self.name}'")
+        _check_estimator_params(self.estimator, self.name)
+        self.class_names = list(data.class_names)
+        self.attack_names = list(data.attack_names)
+
+    def fit(self, data: WindowedData, job: JobContext, resume_from: Path | None = None) -> Path:
+        """Fit on the flattened training windows, log validation metrics, and save the model with skops."""
+        if resume_from is not None:
+            raise TwinIDSError(f"model '{self.name}' fits in one pass; there is nothing to resume")
+        windows = data.windows("train")
+        self.estimator.fit(windows.reshape(len(windows), -1), data.targets["train"])
+        job.run.log_metrics(self._score(data, "val")[0], step=0)
+        path = job.run_dir / "checkpoints" / f"best{SKLEARN_SUFFIX}"
+        save_sklearn_checkpoint(self.estimator, job.card, path)
+        return path
+
+    def load(self, checkpoint: Path) -> None:
+        """Replace the estimator with the one stored in a skops checkpoint."""
+        self.estimator = load_sklearn_checkpoint(checkpoint)["estimator"]
+
+    def test(self, data: WindowedData, job: JobContext) -> TestReport:
+        """Test-split metrics, logged to the job's run."""
+        metrics, confusion = self._score(data, "test")
+        job.run.log_metrics(metrics, step=0)
+        return TestReport(metrics, confusion)
+
+    def privacy_summary(self) -> dict[str, Any] | None:
+        """Classical models are never trained privately."""
+        return None
+
+    def _score(self, data: WindowedData, split: str) -> tuple[dict[str, float], np.ndarray]:
+        windows = data.windows(split)
+        probabilities = np.zeros((len(windows), len(self.class_names)), dtype=np.float32)
+        probabilities[:, self.estimator.classes_] = self.estimator.predict_proba(windows.reshape(len(windows), -1))
+        probabilities_t = torch.from_numpy(probabilities)
+        metrics = DetectionMetrics(self.class_names, self.attack_names, split)
+        metrics.update(
+            1.0 - probabilities_t[:, 0],
+            probabilities_t.argmax(dim=1),
+            torch.from_numpy(data.targets[split]),
+            torch.from_numpy(data.attacks[split]),
+            probabilities_t,
+        )
+        return {k: float(v) for k, v in metrics.compute().items()}, metrics.confusion().numpy()
+
+
+def _check_estimator_params(estimator: Any, name: str) -> None:
+    """Validate a scikit-learn estimator's parameters now (sklearn itself waits until fit, inside the run)."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    try:
+        estimator._validate_params()
+    except InvalidParameterError as error:
+        raise TwinIDSError(f"model '{name}': {error}") from error
