@@ -10,8 +10,11 @@ import math
 import weakref
 from typing import Literal, NamedTuple
 
+import torch
 from opacus import PrivacyEngine
+from opacus.data_loader import dtype_safe, shape_safe, wrap_collate_with_empty
 from opacus.grad_sample import GradSampleHooks
+from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from opacus.validators import ModuleValidator
 from torch import nn, optim
 from torch.utils.data import DataLoader
@@ -57,6 +60,8 @@ def make_private(
     criterion: nn.Module | None = None,
     loss_reduction: Literal["mean", "sum"] = "mean",
     secure_mode: bool = False,
+    wrap_model: bool = True,
+    sampler_generator: torch.Generator | None = None,
 ) -> PrivateTraining:
     """Wrap model, optimizer and loader with Opacus's PrivacyEngine for DP-SGD.
 
@@ -79,6 +84,10 @@ def make_private(
         criterion: the loss module (needed for ``"ghost"``; must have a ``reduction`` attribute).
         loss_reduction: how the loss reduces over the batch, ``"mean"`` or ``"sum"``.
         secure_mode: Opacus's cryptographically safe noise (slower; use for released models).
+        wrap_model: wrap the module in a GradSampleModule (True) or only hook its layers (False: the module
+            keeps its type and state-dict keys, as a LightningModule's net must).
+        sampler_generator: the RNG of Poisson sampling (so a resumed run can continue its sequence);
+            None uses Opacus's (the secure RNG in secure mode, else torch's global one).
 
     Returns:
         PrivateTraining(module, optimizer, data_loader, engine, criterion).
@@ -110,6 +119,8 @@ def make_private(
             "instead of BatchNorm), see opacus.validators.ModuleValidator.fix."
         )
     engine = PrivacyEngine(accountant=accountant, secure_mode=secure_mode)
+    if poisson_sampling:
+        data_loader = poisson_loader(data_loader, sampler_generator or engine.secure_rng)
     result = engine.make_private(
         module=module,
         optimizer=optimizer,
@@ -119,16 +130,46 @@ def make_private(
         max_grad_norm=max_grad_norm,
         batch_first=True,
         loss_reduction=loss_reduction,
-        poisson_sampling=poisson_sampling,
+        poisson_sampling=False,  # the loader above already samples; the engine then keeps it as it is
         grad_sample_mode=CLIPPING_MODES[clipping],
+        wrap_model=wrap_model,
     )
     if clipping == "ghost":
         private_module, private_optimizer, private_criterion, private_loader = result
     else:
         private_module, private_optimizer, private_loader = result
         private_criterion = criterion
+    if poisson_sampling:
+        private_module.forbid_grad_accumulation()
     _skip_discarded_lstm_param_grads(module, private_module)
     return PrivateTraining(private_module, private_optimizer, private_loader, engine, private_criterion)
+
+
+def poisson_loader(data_loader: DataLoader, generator: torch.Generator | None = None) -> DataLoader:
+    """Opacus's Poisson-sampled version of a loader: each window joins each batch with probability 1/len(loader).
+
+    Unlike ``DPDataLoader.from_data_loader``, the epoch has exactly ``len(data_loader)`` steps (that one
+    computes ``int(1 / (1 / k))``, which float rounding makes k - 1 for some k), so the sample rate the
+    engine hands the accountant, 1/len(loader), is the one the sampler uses.
+    """
+    steps = len(data_loader)
+    dataset = data_loader.dataset
+    sample = dataset[0]
+    sampler = UniformWithReplacementSampler(
+        num_samples=len(dataset), sample_rate=1 / steps, generator=generator, steps=steps
+    )
+    collate = wrap_collate_with_empty(
+        collate_fn=data_loader.collate_fn,
+        sample_empty_shapes=[(0, *shape_safe(x)) for x in sample],
+        dtypes=[dtype_safe(x) for x in sample],
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=data_loader.num_workers,
+        pin_memory=data_loader.pin_memory,
+    )
 
 
 def _skip_discarded_lstm_param_grads(module: nn.Module, hooks: GradSampleHooks) -> None:

@@ -1,0 +1,145 @@
+"""Every signal that ends a command ends its MLflow run KILLED with one line and exit 128 + signal;
+a killed DP run resumed with `--resume` spends exactly the ε of an uninterrupted one."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SMALL = [
+    "data.source.n_steps=900",
+    "model.module.net.hidden_size=8",
+    "model.module.net.num_layers=1",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def start(workdir: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"}
+    command = [str(Path(sys.executable).with_name("twinids")), *args]
+    return subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.3)
+
+
+def client(workdir: Path) -> mlflow.tracking.MlflowClient:
+    return mlflow.tracking.MlflowClient(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+
+
+def runs(workdir: Path) -> list:
+    if not (workdir / "mlruns" / "mlflow.db").exists():
+        return []
+    experiment = client(workdir).get_experiment_by_name("twinids")
+    return [] if experiment is None else client(workdir).search_runs([experiment.experiment_id])
+
+
+def stop(process: subprocess.Popen, signum: int) -> str:
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr and "interrupted" in lines[0], stderr
+    return lines[0]
+
+
+def checkpoint_written(workdir: Path, name: str = "last.ckpt"):
+    return lambda: bool(list(workdir.glob(f"outputs/*/checkpoints/{name}")))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_during_lstm_training_ends_the_run_killed(tmp_path, signum):
+    process = start(tmp_path, "train", *SMALL, "trainer.max_epochs=500", "callbacks.early_stopping.patience=500")
+    wait_for(checkpoint_written(tmp_path))
+    assert signal.Signals(signum).name in stop(process, signum)
+    assert [r.info.status for r in runs(tmp_path)] == ["KILLED"]
+
+
+def test_sigterm_during_random_forest_training_ends_the_run_killed(tmp_path):
+    process = start(
+        tmp_path, "train", "data.source.n_steps=3000", "model=random_forest", "model.estimator.n_estimators=5000"
+    )
+    wait_for(lambda: any(r.info.status == "RUNNING" for r in runs(tmp_path)))
+    time.sleep(1.0)  # inside the forest's fit
+    stop(process, signal.SIGTERM)
+    assert [r.info.status for r in runs(tmp_path)] == ["KILLED"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_the_final_test_phase_of_train_ends_the_run_killed(tmp_path, signum):
+    # Two short epochs, then a test phase made long with one window per batch.
+    process = start(
+        tmp_path,
+        "train",
+        *SMALL,
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=2",
+        "data.eval_batch_size=1",
+        "data.source.n_steps=6000",
+    )
+    wait_for(checkpoint_written(tmp_path, "best.ckpt"))
+    time.sleep(2.0)
+    stop(process, signum)
+    assert [r.info.status for r in runs(tmp_path)] == ["KILLED"]
+
+
+def test_sigterm_during_the_test_phase_of_eval_ends_the_eval_run_killed(tmp_path):
+    trained = start(tmp_path, "train", *SMALL, "trainer.max_epochs=1", "trainer.limit_train_batches=2")
+    stdout, stderr = trained.communicate(timeout=300)
+    assert trained.returncode == 0, stderr
+    run_id = re.search(r"run id: ([0-9a-f]{32})", stdout).group(1)
+    process = start(tmp_path, "eval", run_id, "data.eval_batch_size=1", "data.source.n_steps=6000")
+    wait_for(lambda: len(runs(tmp_path)) == 2)
+    time.sleep(2.0)
+    stop(process, signal.SIGTERM)
+    statuses = {r.data.tags["twinids.job"]: r.info.status for r in runs(tmp_path)}
+    assert statuses == {"train": "FINISHED", "eval": "KILLED"}
+
+
+def test_a_killed_dp_run_resumed_spends_the_same_epsilon_as_an_uninterrupted_one(tmp_path):
+    dp = [
+        *SMALL,
+        "privacy=dp",
+        "privacy.target_epsilon=3",
+        "trainer.max_epochs=4",
+        "callbacks.early_stopping.patience=100",
+        "seed=5",
+    ]
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    uninterrupted = start(whole, "train", *dp)
+    stdout, stderr = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, stderr
+    epsilon = float(
+        client(whole).get_run(re.search(r"run id: ([0-9a-f]{32})", stdout).group(1)).data.params["privacy.epsilon"]
+    )
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    process = start(killed, "train", *dp)
+    wait_for(checkpoint_written(killed))
+    stop(process, signal.SIGTERM)
+    [run] = runs(killed)
+    assert run.info.status == "KILLED"
+    resumed = start(killed, "train", "--resume", run.info.run_id)
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    [run] = runs(killed)  # the same MLflow run continued
+    assert run.info.status == "FINISHED"
+    assert int(run.data.params["privacy.steps"]) == int(run.data.params["privacy.planned_steps"])
+    assert abs(float(run.data.params["privacy.epsilon"]) - epsilon) < 1e-6
