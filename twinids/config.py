@@ -1,7 +1,12 @@
-"""Compose the Hydra config tree under `configs/` from command-line overrides, with one-line errors."""
+"""Compose the Hydra config tree from command-line overrides, with one-line errors.
+
+The tree ships inside the package (`configs/` of a clone is installed as `twinids/configs/`); users add
+their own folders on top of it with $TWINIDS_CONFIG_PATH and a `configs/` folder in the working directory.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -10,34 +15,81 @@ from omegaconf import DictConfig, OmegaConf
 
 from twinids.errors import TwinIDSError
 
-CONFIG_DIR_ENV = "TWINIDS_CONFIG_DIR"
+CONFIG_DIR_ENV = "TWINIDS_CONFIG_DIR"  # replaces the packaged tree (a full tree with train.yaml)
+CONFIG_PATH_ENV = "TWINIDS_CONFIG_PATH"  # the user's folders searched before it, separated by os.pathsep
+LOCAL_CONFIG_DIR = "configs"  # a folder of that name in the working directory is the user's too
+
+
+def packaged_config_dir() -> Path:
+    """The config tree installed with twinids: `twinids/configs/` of a wheel, or `configs/` of a clone."""
+    spec = importlib.util.find_spec("twinids.configs")  # wheels and editable installs map it to a folder
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / "train.yaml").is_file():
+            return Path(location)
+    return Path(__file__).resolve().parents[1] / "configs"  # a clone used without installing
 
 
 def config_dir() -> Path:
-    """The Hydra config tree: $TWINIDS_CONFIG_DIR, else `configs/` at the top of the repository."""
-    path = Path(os.environ.get(CONFIG_DIR_ENV, Path(__file__).resolve().parents[1] / "configs"))
+    """The base config tree: $TWINIDS_CONFIG_DIR, else the packaged tree; it must hold `train.yaml`."""
+    path = Path(os.environ[CONFIG_DIR_ENV]) if os.environ.get(CONFIG_DIR_ENV) else packaged_config_dir()
     if not (path / "train.yaml").is_file():
-        raise TwinIDSError(f"config tree not found at {path} (set {CONFIG_DIR_ENV} to the configs/ folder)")
-    return path
+        raise TwinIDSError(f"config tree not found at {path} (set {CONFIG_DIR_ENV} to a folder holding train.yaml)")
+    return path.resolve()
+
+
+def user_config_dirs() -> list[Path]:
+    """The user's config folders, first wins: each folder of $TWINIDS_CONFIG_PATH, then `./configs` if present.
+
+    Raises:
+        TwinIDSError: if $TWINIDS_CONFIG_PATH names something that is not a folder.
+    """
+    folders = []
+    for entry in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep):
+        if entry.strip():
+            folder = Path(entry.strip()).expanduser()
+            if not folder.is_dir():
+                raise TwinIDSError(f"{CONFIG_PATH_ENV} names '{entry}', which is not a folder")
+            folders.append(folder.resolve())
+    local = Path(LOCAL_CONFIG_DIR)
+    if local.is_dir():
+        folders.append(local.resolve())
+    return folders
+
+
+def search_path() -> list[Path]:
+    """Every folder a config is looked up in, first wins: the user's folders, then the base tree."""
+    folders: list[Path] = []
+    for folder in [*user_config_dirs(), config_dir()]:
+        if folder not in folders:  # `./configs` of a clone is the base tree itself
+            folders.append(folder)
+    return folders
+
+
+def config_file(group: str, option: str) -> Path | None:
+    """The YAML file that `group=option` selects (the first on the search path), or None if there is none."""
+    for folder in search_path():
+        path = folder / group / f"{option}.yaml"
+        if path.is_file():
+            return path
+    return None
 
 
 def group_options(group: str) -> list[str]:
-    """The option names of a config group (the YAML files in configs/<group>/)."""
-    folder = config_dir() / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    """The option names of a config group: the YAML files in `<group>/` of every folder on the search path."""
+    return sorted({p.stem for folder in search_path() for p in (folder / group).glob("*.yaml")})
 
 
 def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
-    """Compose `configs/<config_name>.yaml` with Hydra overrides (`key=value`, `group=option`)."""
+    """Compose `<config_name>.yaml` from the search path with Hydra overrides (`key=value`, `group=option`)."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     overrides = list(overrides)
+    folders = search_path()
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = hydra_compose(config_name=config_name, overrides=overrides)
+        _initialize_hydra(folders)
+        cfg = hydra_compose(config_name=config_name, overrides=overrides)
     except Exception as error:  # Hydra raises several types; all are user mistakes in the overrides
         raise TwinIDSError(explain_compose_error(error, overrides)) from error
     finally:
@@ -47,6 +99,25 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "tra
     except Exception as error:
         raise TwinIDSError(f"config interpolation failed: {_first_line(error)}") from error
     return cfg
+
+
+def _initialize_hydra(folders: list[Path]) -> None:
+    """Start Hydra as `initialize_config_dir` does, with every folder on its search path in our order.
+
+    Hydra's public `hydra.searchpath` only appends after the primary folder (the packaged tree would win
+    over the user's files), so the search path is built here; hydra-core is pinned below 1.4 for this.
+    """
+    from hydra import version
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+
+    version.setbase("1.3")
+    *users, base = folders
+    search = create_config_search_path(search_path_dir=f"file://{base}")
+    for folder in users:
+        search.prepend("twinids-user", f"file://{folder}", anchor=SearchPathQuery(provider="main"))
+    Hydra.create_main_hydra2(task_name="twinids", config_search_path=search)
 
 
 def explain_compose_error(error: Exception, overrides: list[str]) -> str:

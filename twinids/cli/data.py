@@ -73,9 +73,10 @@ def inspect_command(
 
 
 def _first_comment(name: str) -> str:
-    from twinids.config import config_dir
+    from twinids.config import config_file
 
-    first = (config_dir() / "data" / f"{name}.yaml").read_text().splitlines()[:1]
+    path = config_file("data", name)  # the package's file, or the user's own from the config search path
+    first = path.read_text().splitlines()[:1] if path else []
     return first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
 
 

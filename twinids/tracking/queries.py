@@ -6,15 +6,19 @@ from pathlib import Path
 
 from twinids.errors import TwinIDSError
 from twinids.tracking.run import CHECKPOINT_ARTIFACT_DIR
-from twinids.tracking.store import resolve_tracking_uri
+from twinids.tracking.store import check_store
 
 
 def download_checkpoint(run_id: str, destination: Path, tracking_uri: str | None = None) -> Path:
-    """Fetch the best checkpoint a training run logged; raise TwinIDSError if the run or checkpoint is missing."""
+    """Fetch the best checkpoint a training run logged.
+
+    Raises:
+        TwinIDSError: if the store cannot be read, or the run or its checkpoint is missing.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = check_store(tracking_uri, writable=False)
     try:
         mlflow.tracking.MlflowClient(uri).get_run(run_id)
         folder = mlflow.artifacts.download_artifacts(
@@ -25,7 +29,7 @@ def download_checkpoint(run_id: str, destination: Path, tracking_uri: str | None
             f"no run '{run_id}' with a checkpoint in the tracking store {uri}; pass a training run id "
             "(see `mlflow ui`) or a .ckpt path"
         ) from error
-    checkpoints = sorted([*Path(folder).glob("*.ckpt"), *Path(folder).glob("*.joblib")])
+    checkpoints = sorted(p for p in Path(folder).iterdir() if p.suffix in (".ckpt", ".skops", ".joblib"))
     if not checkpoints:
         raise TwinIDSError(f"run '{run_id}' logged no checkpoint; only training runs can be evaluated")
     return checkpoints[0]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from twinids.tracking.store import artifact_root, resolve_tracking_uri
+from twinids.interrupts import JobInterrupted
+from twinids.tracking.store import prepare_store, store_errors
 
 CONFIG_ARTIFACT = "config/config.yaml"
 OVERRIDES_ARTIFACT = "config/overrides.txt"
@@ -49,6 +51,15 @@ class TrackedRun:
         """Log several metrics in one batched write."""
         self.logger.log_metrics(dict(metrics), step=step)
 
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log parameters (keys as given, values as text)."""
+        self.logger.log_hyperparams(dict(params))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set (or overwrite) tags of the run."""
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, str(value))
+
 
 @contextmanager
 def start_run(
@@ -56,39 +67,60 @@ def start_run(
     tracking_uri: str | None = None,
     run_name: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> Iterator[TrackedRun]:
-    """Open a run; it ends FINISHED on success, KILLED on Ctrl-C and FAILED on any other exception."""
+    """Open a run; it ends FINISHED on success, KILLED on Ctrl-C or a signal, FAILED on any other exception.
+
+    Without `run_name` a new run gets a distinct readable one (see `default_run_name`). With `run_id` the
+    existing run continues (a resumed training) and is marked RUNNING again; name and tags are left as they are.
+
+    Raises:
+        TwinIDSError: before the run exists, if the tracking store cannot be reached, read or written.
+    """
     from pytorch_lightning.loggers import MLFlowLogger
 
-    uri = resolve_tracking_uri(tracking_uri)
-    _ensure_experiment(uri, experiment)
+    uri = prepare_store(experiment, tracking_uri)
     logger = MLFlowLogger(
         experiment_name=experiment,
-        run_name=run_name,
+        run_name=None if run_id else run_name or default_run_name(experiment, tags),
         tracking_uri=uri,
-        tags={k: str(v) for k, v in (tags or {}).items()},
+        tags=None if run_id else {k: str(v) for k, v in (tags or {}).items()},
+        run_id=run_id,
         synchronous=True,
     )
-    run = TrackedRun(logger)
+    with store_errors(uri):
+        run = TrackedRun(logger)  # creates the MLflow run, or finds the one to continue
+        if run_id:
+            run.client.update_run(run_id, status="RUNNING")
     try:
         yield run
-    except KeyboardInterrupt:
-        run.client.set_terminated(run.run_id, "KILLED")
+    except (KeyboardInterrupt, JobInterrupted):
+        _end(run, "KILLED")
         raise
     except BaseException:
-        run.client.set_terminated(run.run_id, "FAILED")
+        _end(run, "FAILED")
         raise
-    run.client.set_terminated(run.run_id, "FINISHED")
+    with store_errors(uri):
+        run.client.set_terminated(run.run_id, "FINISHED")
 
 
-def _ensure_experiment(tracking_uri: str, name: str) -> None:
-    """Create the experiment with its artifacts beside a SQLite store, so runs are portable with the store."""
-    from mlflow.tracking import MlflowClient
+def default_run_name(experiment: str, tags: Mapping[str, Any] | None = None) -> str:
+    """A readable run name no other run shares: `[<job>-]<model>-<dataset>-<6 hex>` from the twinids tags.
 
-    client = MlflowClient(tracking_uri)
-    if client.get_experiment_by_name(name) is None:
-        root = artifact_root(tracking_uri)
-        client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+    Falls back to `<experiment>-<6 hex>` without them; the job is named unless it is `train`. The suffix comes
+    from `secrets`, so seeding Python, numpy and torch (which MLflow's own name picker uses) never repeats it.
+    """
+    tags = tags or {}
+    parts = [str(tags[key]) for key in ("twinids.model", "twinids.dataset") if tags.get(key)] or [experiment]
+    if tags.get("twinids.job") not in (None, "", "train"):
+        parts.insert(0, str(tags["twinids.job"]))
+    return "-".join([*parts, secrets.token_hex(3)])
+
+
+def _end(run: TrackedRun, status: str) -> None:
+    """Mark a run that is being left by an exception; a store failing too must not hide that exception."""
+    with suppress(Exception):
+        run.client.set_terminated(run.run_id, status)
 
 
 def temporary_directory() -> tempfile.TemporaryDirectory:
