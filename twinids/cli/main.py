@@ -10,11 +10,11 @@ import sys
 # before torch loads its OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import click
 import typer
 
-from twinids.cli import bench, data, evaluate, train
+from twinids.cli import bench, data, evaluate, studies, train
 from twinids.errors import TwinIDSError
+from twinids.interrupts import JobInterrupted, install_signal_handlers
 
 app = typer.Typer(
     name="twinids",
@@ -27,6 +27,9 @@ app = typer.Typer(
 app.command("train", context_settings=train.CONTEXT)(train.train_command)
 app.command("eval", context_settings=evaluate.CONTEXT)(evaluate.eval_command)
 app.add_typer(data.app, name="data")
+app.command("sweep", context_settings=studies.SWEEP_CONTEXT)(studies.sweep_command)
+app.command("compare")(studies.compare_command)
+app.command("dashboard")(studies.dashboard_command)
 app.command("bench")(bench.bench_command)
 
 DEBUG_ENV = "TWINIDS_DEBUG"
@@ -40,26 +43,40 @@ def root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks
 
 
 def main() -> None:
-    """Console entry point: run the app and turn errors into one stderr line and a non-zero exit code."""
+    """Console entry point: run the app and turn errors into one stderr line and a non-zero exit code.
+
+    Ctrl-C, SIGTERM and SIGHUP end a command the same way: its MLflow run ends KILLED, one line is printed,
+    and the exit code is 128 + the signal number.
+    """
+    install_signal_handlers()
     try:
         exit_code = app(standalone_mode=False)  # typer returns the code of Exit/Ctrl-C instead of exiting
         if isinstance(exit_code, int) and exit_code != 0:
             if exit_code == 130:
                 print("interrupted", file=sys.stderr)
             sys.exit(exit_code)
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         sys.exit(done.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as error:
-        error.show()
+    except typer.TyperException as error:
+        # A wrong command, option or argument. typer 0.26+ raises the errors of the click it bundles (all
+        # TyperException), not those of the `click` package, hence the bound on typer in pyproject.toml.
+        show = getattr(error, "show", None)
+        if callable(show):
+            show()  # click's usage line, "Try '... --help'" and the error
+        else:
+            print(f"error: {error.message}", file=sys.stderr)
         sys.exit(error.exit_code)
     except TwinIDSError as error:
         if os.environ.get(DEBUG_ENV):
             raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
+    except JobInterrupted as stop:
+        print(f"interrupted by {stop}", file=sys.stderr)
+        sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

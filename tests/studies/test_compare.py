@@ -1,0 +1,121 @@
+"""`compare_runs`: groups by config keys, mean ± std and counts over seeds, provenance marks and refusals."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from twinids.errors import TwinIDSError
+from twinids.studies.compare import compare_runs, default_keys, shown_value
+from twinids.studies.tracked_runs import RunSelection, load_runs
+
+
+def runs_of(store_uri: str, **selection):
+    return load_runs(RunSelection(experiment="twinids", **selection), store_uri)
+
+
+def test_runs_are_grouped_by_config_keys_and_each_metric_averaged_over_seeds(store_uri, log_run):
+    for seed, f1 in enumerate([0.80, 0.90, 1.00]):
+        log_run(params={"model/name": "lstm", "seed": seed}, metrics={"test/f1_macro": f1})
+    log_run(params={"model/name": "random_forest", "seed": 0}, metrics={"test/f1_macro": 0.7})
+
+    comparison = compare_runs(runs_of(store_uri), by=["model.name"], metrics=["test/f1_macro"])
+
+    lstm, forest = comparison.table.to_dict("records")
+    assert (lstm["model.name"], lstm["runs"], lstm["test/f1_macro n"]) == ("lstm", 3, 3)
+    assert lstm["test/f1_macro mean"] == pytest.approx(0.9)
+    assert lstm["test/f1_macro std"] == pytest.approx(0.1)  # sample std over seeds (ddof=1)
+    assert (forest["runs"], forest["test/f1_macro mean"]) == (1, pytest.approx(0.7))
+    assert math.isnan(forest["test/f1_macro std"])  # one run: no spread to report
+
+
+def test_default_keys_are_model_and_dataset_then_keys_that_split_groups_never_seeds(synthetic_store):
+    runs = runs_of(synthetic_store)
+    # privacy.name splits dp from none; target_epsilon splits the dp runs; the seed and the 80 settings
+    # every run shares split nothing; tracking.* never defines a group.
+    assert default_keys(runs) == ["model.name", "data.name", "privacy.name", "privacy.target_epsilon"]
+
+
+def test_non_private_runs_form_their_own_group_with_epsilon_unset_and_sorted_last(store_uri, log_run):
+    for epsilon in (8.0, 0.5, None, 2.0):
+        params = {"model/name": "lstm", "privacy/name": "none" if epsilon is None else "dp"}
+        if epsilon is not None:
+            params["privacy/target_epsilon"] = epsilon
+        log_run(params=params, metrics={"test/f1_macro": 0.9})
+
+    table = compare_runs(runs_of(store_uri), by=["privacy.target_epsilon"]).table
+
+    assert list(table["privacy.target_epsilon"].map(shown_value)) == ["0.5", "2.0", "8.0", "—"]
+
+
+def test_a_logged_none_counts_as_unset(store_uri, log_run):
+    log_run(params={"model/name": "lstm", "privacy/target_epsilon": None}, metrics={"test/f1_macro": 0.9})
+    log_run(params={"model/name": "lstm"}, metrics={"test/f1_macro": 0.8})
+
+    table = compare_runs(runs_of(store_uri), by=["model.name", "privacy.target_epsilon"]).table
+
+    assert len(table) == 1 and table["runs"].iloc[0] == 2
+
+
+def test_a_tag_name_is_a_grouping_key_too(synthetic_store):
+    table = compare_runs(runs_of(synthetic_store), by=["twinids.model"], metrics=["test/f1_macro"], mix_data=True).table
+    assert list(table["twinids.model"]) == ["logistic_regression", "lstm", "lstm_sae_mha", "random_forest"]
+
+
+def test_a_metric_some_runs_lack_is_averaged_over_the_runs_that_logged_it(store_uri, log_run):
+    log_run(params={"model/name": "lstm"}, metrics={"test/f1_macro": 0.9, "test/auroc": 0.95})
+    log_run(params={"model/name": "lstm"}, metrics={"test/f1_macro": 0.8})
+
+    row = compare_runs(runs_of(store_uri), by=["model.name"], metrics=["test/auroc"]).table.iloc[0]
+
+    assert (row["runs"], row["test/auroc n"], row["test/auroc mean"]) == (2, 1, pytest.approx(0.95))
+
+
+def test_default_metrics_are_the_test_scores_the_runs_logged(store_uri, log_run):
+    log_run(params={"model/name": "lstm"}, metrics={"test/f1_macro": 0.9, "test/fpr": 0.1, "val/f1_macro": 0.8})
+    assert compare_runs(runs_of(store_uri)).metrics == ["test/f1_macro", "test/fpr"]
+
+
+def test_an_unknown_key_is_named_with_a_close_match_and_the_keys_the_runs_have(synthetic_store):
+    with pytest.raises(TwinIDSError) as refused:
+        compare_runs(runs_of(synthetic_store), by=["model.nam"])
+    message = str(refused.value)
+    assert "unknown --by key 'model.nam'" in message and "did you mean model.name?" in message
+    assert "privacy.target_epsilon" in message and "\n" not in message
+
+
+def test_an_unknown_metric_lists_the_logged_ones(synthetic_store):
+    with pytest.raises(TwinIDSError, match=r"no run logged metric 'test/f2'; metrics of these runs: .*test/f1_macro"):
+        compare_runs(runs_of(synthetic_store), metrics=["test/f2"])
+
+
+def test_runs_of_one_row_from_different_code_versions_are_marked_and_explained(store_uri, log_run):
+    for version in ("0.1.0+gaaa", "0.1.0+gaaa", "0.1.0+gbbb.dirty"):
+        log_run(params={"model/name": "lstm"}, metrics={"test/f1_macro": 0.9}, tags={"twinids.code_version": version})
+    log_run(params={"model/name": "rf"}, metrics={"test/f1_macro": 0.9}, tags={"twinids.code_version": "0.1.0+gaaa"})
+
+    comparison = compare_runs(runs_of(store_uri), by=["model.name"])
+
+    assert list(comparison.table["marks"]) == ["†", ""]
+    assert comparison.footnotes() == [
+        "† model.name=lstm: code versions differ: 0.1.0+gaaa (2 runs), 0.1.0+gbbb.dirty (1 run)"
+    ]
+
+
+def test_runs_of_one_row_made_from_different_data_are_refused_unless_mixing_is_asked(store_uri, log_run):
+    for fingerprint in ("files-aaa", "files-bbb"):
+        log_run(
+            params={"model/name": "lstm"},
+            metrics={"test/f1_macro": 0.9},
+            tags={"twinids.data_fingerprint": fingerprint},
+        )
+    runs = runs_of(store_uri)
+
+    with pytest.raises(TwinIDSError) as refused:
+        compare_runs(runs, by=["model.name"])
+    assert "model.name=lstm were made from different data" in str(refused.value)
+    assert "files-aaa (1 run), files-bbb (1 run)" in str(refused.value) and "--mix-data" in str(refused.value)
+
+    mixed = compare_runs(runs, by=["model.name"], mix_data=True)
+    assert list(mixed.table["marks"]) == ["‡"] and "data fingerprints differ" in mixed.footnotes()[0]
