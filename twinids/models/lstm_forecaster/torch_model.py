@@ -1,0 +1,90 @@
+"""LSTM forecaster: a pure nn.Module predicting a window's last steps from the steps before them."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from twinids.errors import TwinIDSError
+
+
+class LSTMForecaster(nn.Module):
+    """Reads the first ``T - horizon`` steps of a window and predicts its last ``horizon`` steps.
+
+    Trained on normal windows only, it learns how the physical twin should evolve; the residual (reading
+    minus forecast) is the deviation a scorer turns into an attack score. Layers are ``nn.LSTM``
+    (``batch_first=True``) and ``nn.Linear`` only, and every loss is per window, so Opacus can train it.
+
+    Args:
+        n_features: features per time step.
+        hidden_size: hidden units of the LSTM.
+        num_layers: stacked LSTM layers.
+        horizon: steps predicted at the end of each window (``model.net.horizon``).
+        dropout: dropout between stacked layers and before the output layer.
+
+    Raises:
+        TwinIDSError: if ``horizon`` is not an integer >= 1.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        hidden_size: int = 32,
+        num_layers: int = 1,
+        horizon: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise TwinIDSError(f"model.net.horizon must be an integer >= 1 (steps to forecast), got {horizon!r}.")
+        self.n_features = n_features
+        self.horizon = horizon
+        self.lstm = nn.LSTM(
+            input_size=n_features,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            dropout=dropout if num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, horizon * n_features)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """Forecast of the last ``horizon`` steps, shape (batch, horizon, n_features).
+
+        Args:
+            windows: (batch, time, n_features) scaled readings; time must exceed ``horizon``.
+
+        Returns:
+            The predicted readings of steps ``time - horizon`` .. ``time - 1``.
+
+        Raises:
+            TwinIDSError: if the windows are not (batch, time, n_features) or not longer than ``horizon``.
+        """
+        self._check(windows)
+        history = windows[:, : -self.horizon]
+        _, (h_n, _) = self.lstm(history)
+        forecast = self.head(self.dropout(h_n[-1]))
+        return forecast.unflatten(1, (self.horizon, self.n_features))
+
+    def residuals(self, windows: torch.Tensor) -> torch.Tensor:
+        """Actual minus predicted readings of the last ``horizon`` steps, shape (batch, horizon, n_features)."""
+        return windows[:, -self.horizon :] - self(windows)
+
+    def loss_per_window(self, windows: torch.Tensor) -> torch.Tensor:
+        """Mean squared forecast error of each window, shape (batch,): the training loss before reduction."""
+        return self.residuals(windows).square().mean(dim=(1, 2))
+
+    def _check(self, windows: torch.Tensor) -> None:
+        """Refuse windows whose shape cannot be forecast, naming the setting to change."""
+        if windows.dim() != 3 or windows.shape[-1] != self.n_features:
+            raise TwinIDSError(
+                f"LSTMForecaster expects windows of shape (batch, time, {self.n_features}), got "
+                f"{tuple(windows.shape)}; build the net with n_features from the same data."
+            )
+        if windows.shape[1] <= self.horizon:
+            raise TwinIDSError(
+                f"data.window ({windows.shape[1]}) must be longer than model.net.horizon ({self.horizon}): "
+                "the forecaster predicts the last horizon steps from the steps before them. "
+                "Raise data.window or lower model.net.horizon."
+            )
