@@ -95,8 +95,8 @@ def test_dp_loader_samples_poisson_batches(smoke_config, tmp_path):
     assert abs(sizes.var() / (n * q * (1 - q)) - 1) < 0.3  # binomial variance of a sum of Bernoulli(q)
     share = inclusions / len(sizes)  # each window joins each batch with probability q, independently
     assert abs(share.mean() - q) < 0.1 * q and inclusions.max() > 1
-    windows, targets, attacks = next(iter(loader))
-    assert windows.shape[0] == targets.shape[0] == attacks.shape[0]
+    windows, targets, attacks, groups = next(iter(loader))
+    assert windows.shape[0] == targets.shape[0] == attacks.shape[0] == groups.shape[0]
 
 
 def test_epsilon_is_logged_each_epoch_and_the_final_value_is_the_accountants_for_the_steps_taken(
@@ -153,7 +153,7 @@ def test_per_sample_gradients_on_the_lightning_path_match_a_micro_batch_referenc
     )
     module = detector.module
     module.configure_optimizers()
-    windows, targets, _ = next(iter(detector.datamodule.loader("train", 6, shuffle=False)))
+    windows, targets, _, _ = next(iter(detector.datamodule.loader("train", 6, shuffle=False)))
     params = [p for p in module.net.parameters() if p.requires_grad]
     hooks = detector.privacy.private.module
     hooks.disable_hooks()
@@ -189,7 +189,7 @@ def test_a_noiseless_unclipped_dp_step_equals_the_plain_step(smoke_config, tmp_p
     optimizer = module.configure_optimizers()
     optimizer.noise_multiplier = 0.0  # test only: the settings refuse noiseless DP
     batch = int(optimizer.expected_batch_size)
-    windows, targets, _ = next(iter(detector.datamodule.loader("train", batch, shuffle=False)))
+    windows, targets, _, _ = next(iter(detector.datamodule.loader("train", batch, shuffle=False)))
     reference_net = type(module.net)(windows.shape[2], 2, hidden_size=8, num_layers=1, dropout=0.0)
     reference_net.load_state_dict(plain)
     reference_optimizer = module.optimizer_factory(list(reference_net.parameters()))

@@ -63,7 +63,7 @@ def measure_loop_overhead(
         net.train()
         began = time.perf_counter()
         for _ in range(epochs):
-            for windows, labels in _loader(rows, starts, targets, window, batch, True):
+            for windows, labels, _, _ in _loader(rows, starts, targets, window, batch, True):
                 optimizer.zero_grad()
                 loss = loss_fn(net(windows), labels)
                 loss.backward()
@@ -119,7 +119,7 @@ def measure_inference(
     with torch.inference_mode():
         for _ in range(repeats + 1):
             began = time.perf_counter()
-            for windows, _ in _loader(rows, starts, targets, window, batch, False):
+            for windows, *_ in _loader(rows, starts, targets, window, batch, False):
                 net(windows).softmax(dim=1)
             timings.append(time.perf_counter() - began)
     return {"inference_windows_per_s": n_windows / statistics.median(timings[1:])}

@@ -11,13 +11,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from twinids.data.prepare import WindowedData
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class WindowDataset(Dataset):
     """Windows as start offsets into a shared (rows, features) tensor; a batch is gathered in one indexing op.
 
-    Items are (window, target, attack type index); the attack type lets tests report recall per attack.
+    Items are (window, target, attack type index, group): the attack type lets tests report recall per attack
+    type; the group (the window's run of one device, see WindowedData) keeps episodes within one device.
     """
 
     def __init__(
@@ -27,11 +28,13 @@ class WindowDataset(Dataset):
         targets: np.ndarray,
         window: int,
         attacks: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
     ) -> None:
         self.rows = rows
         self.starts = torch.as_tensor(starts, dtype=torch.long)
         self.targets = torch.as_tensor(targets, dtype=torch.long)
         self.attacks = torch.as_tensor(attacks if attacks is not None else targets, dtype=torch.long)
+        self.groups = torch.as_tensor(groups if groups is not None else np.zeros(len(starts)), dtype=torch.long)
         self.offsets = torch.arange(window, dtype=torch.long)
 
     def __len__(self) -> int:
@@ -39,12 +42,13 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, index: int) -> Batch:
         start = int(self.starts[index])
-        return self.rows[start : start + len(self.offsets)], self.targets[index], self.attacks[index]
+        return self.rows[start : start + len(self.offsets)], self.targets[index], self.attacks[index], self.groups[index]
 
     def __getitems__(self, indices: list[int]) -> Batch:
-        """A whole batch at once: (batch, window, features) windows, their targets and attack types."""
+        """A whole batch at once: (batch, window, features) windows, their targets, attack types and groups."""
         index = torch.as_tensor(indices, dtype=torch.long)
-        return self.rows[self.starts[index, None] + self.offsets], self.targets[index], self.attacks[index]
+        windows = self.rows[self.starts[index, None] + self.offsets]
+        return windows, self.targets[index], self.attacks[index], self.groups[index]
 
 
 def keep_batch(batch: Batch) -> Batch:
@@ -80,7 +84,9 @@ class WindowDataModule(pl.LightningDataModule):
         self.private_training_loader = private_training_loader
         rows = torch.from_numpy(data.rows)
         self.datasets = {
-            split: WindowDataset(rows, data.starts[split], data.targets[split], data.window, data.attacks[split])
+            split: WindowDataset(
+                rows, data.starts[split], data.targets[split], data.window, data.attacks[split], data.groups[split]
+            )
             for split in data.starts
         }
 

@@ -91,7 +91,9 @@ class WindowedData:
     """Encoded rows of all splits in one array, and for each split the window starts, targets and attack types.
 
     `attacks[split]` holds, per window, an index into `attack_names` (0 = normal): the attack type of the
-    row that gave the window its label, so that recall can be reported per attack type. `source_files`
+    row that gave the window its label, so that recall can be reported per attack type. `groups[split]` holds,
+    per window, the index of its run (a stretch of one device's readings in one segment and split): windows of
+    one group are consecutive in time, so episodes and smoothing never cross devices. `source_files`
     names the files the data came from (empty for generated data), for the run's data fingerprint.
     """
 
@@ -103,6 +105,7 @@ class WindowedData:
     targets: dict[str, np.ndarray]
     attacks: dict[str, np.ndarray]
     attack_names: list[str]
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
     devices: dict[str, list[str]] = field(default_factory=dict)
     source_files: tuple[str, ...] = ()
 
@@ -153,7 +156,9 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
     boundaries = run_boundaries(frame[DEVICE].to_numpy(dtype=object), segment, split)
     starts = window_starts(boundaries, settings.window, settings.stride)
     split_of_window = split[starts]
+    run_of_window = np.searchsorted(boundaries, starts, side="right") - 1
     by_split = {name: starts[split_of_window == name] for name in SPLITS}
+    groups = {name: run_of_window[split_of_window == name].astype(np.int64) for name in SPLITS}
     label_rows = {
         name: window_label_rows(row_codes, s, settings.window, settings.label_mode) for name, s in by_split.items()
     }
@@ -172,7 +177,8 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
         )
     devices = {name: sorted(frame.loc[split == name, DEVICE].unique().tolist()) for name in SPLITS}
     return WindowedData(
-        rows, encoder.feature_names, class_names, settings.window, by_split, targets, attacks, attack_names, devices
+        rows, encoder.feature_names, class_names, settings.window, by_split, targets, attacks, attack_names, groups,
+        devices,
     )
 
 

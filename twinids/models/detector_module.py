@@ -69,6 +69,7 @@ class DetectorModule(pl.LightningModule):
         self.test_metrics = DetectionMetrics(self.class_names, attack_names, "test")
         self.privacy: PrivateOptimization | None = None
         self._criterion: Callable[..., Any] | None = None
+        self.windows_trained = 0  # training windows seen, for windows/s (Poisson batches vary in size)
 
     # -- what a detector defines -------------------------------------------------------------------------
     @property
@@ -98,6 +99,7 @@ class DetectorModule(pl.LightningModule):
         output = self.net(windows)
         criterion = self._criterion or self.loss
         loss = criterion(output, targets)
+        self.windows_trained += len(targets)
         if len(targets):  # Poisson sampling may draw an empty batch: nothing to log then
             for name, value in self.loss_terms(output, targets).items():
                 self.log(
@@ -120,7 +122,7 @@ class DetectorModule(pl.LightningModule):
         output = self.net(windows)
         self.log("val/loss", self.loss_terms(output, targets)["total"], on_epoch=True, batch_size=len(targets))
         scores = self.scores(output)
-        self.val_metrics.update(scores.score, scores.predicted, targets, batch[2], scores.probabilities)
+        self.val_metrics.update(scores.score, scores.predicted, targets, batch[2], scores.probabilities, batch[3])
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
@@ -131,7 +133,7 @@ class DetectorModule(pl.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         scores = self.scores(self.net(batch[0]))
-        self.test_metrics.update(scores.score, scores.predicted, batch[1], batch[2], scores.probabilities)
+        self.test_metrics.update(scores.score, scores.predicted, batch[1], batch[2], scores.probabilities, batch[3])
 
     def on_test_epoch_start(self) -> None:
         self.test_metrics.reset()

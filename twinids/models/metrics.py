@@ -44,7 +44,7 @@ class DetectionMetrics(Metric):
         self.class_names = list(class_names)
         self.attack_names = list(attack_names)
         self.prefix = prefix
-        for name in ("scores", "predicted", "targets", "attacks", "probabilities"):
+        for name in ("scores", "predicted", "targets", "attacks", "groups", "probabilities"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(
@@ -54,14 +54,18 @@ class DetectionMetrics(Metric):
         targets: torch.Tensor,
         attacks: torch.Tensor | None = None,
         probabilities: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
     ) -> None:
-        """Add one batch: attack scores (higher = more likely an attack), predicted classes, true classes,
-        attack type indices and, where the detector has them, class probabilities (batch, classes)."""
+        """Add one batch in time order: attack scores (higher = more likely an attack), predicted classes, true
+        classes, attack type indices, class probabilities (batch, classes) where the detector has them, and
+        each window's group (its run of one device)."""
         self.scores.append(scores.detach().float().flatten())
         self.predicted.append(predicted.detach().long().flatten())
         self.targets.append(targets.detach().long().flatten())
         if attacks is not None:
             self.attacks.append(attacks.detach().long().flatten())
+        if groups is not None:
+            self.groups.append(groups.detach().long().flatten())
         if probabilities is not None:
             self.probabilities.append(probabilities.detach().float())
 

@@ -45,6 +45,8 @@ class Detector(Protocol):
     """
 
     checkpoint_suffix: str
+    epochs_trained: int  # passes over the training windows the last fit made
+    windows_trained: int  # training windows the last fit processed (for windows/s)
 
     def fit(self, data: WindowedData, job: JobContext, resume_from: Path | None = None) -> Path:
         """Train on the train split (validating on val); return the checkpoint to test."""

@@ -49,6 +49,7 @@ class LightningDetector:
         _check_optimizer(self.module)
         self.datamodule = WindowDataModule(data, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.data.num_workers)
         self.privacy = self._plan_privacy(cfg, data) if training and cfg.privacy.name == "dp" else None
+        self.epochs_trained = self.windows_trained = 0
 
     def _plan_privacy(self, cfg: DictConfig, data: WindowedData) -> Any:
         """Check the DP settings against this model, trainer and data, and plan σ (all before any run)."""
@@ -87,6 +88,8 @@ class LightningDetector:
         finally:
             if self.privacy is not None and self.privacy.private is not None:
                 self.privacy.private.module.cleanup()  # no more per-sample hooks after training
+        self.epochs_trained = int(trainer.current_epoch)
+        self.windows_trained = self.module.windows_trained
         if not checkpointing.best_model_path:
             raise TwinIDSError(
                 f"training saved no checkpoint (is '{checkpointing.monitor}' logged, and did any epoch finish?); "

@@ -34,6 +34,7 @@ class SklearnDetector:
         _check_estimator_params(self.estimator, self.name)
         self.class_names = list(data.class_names)
         self.attack_names = list(data.attack_names)
+        self.epochs_trained = self.windows_trained = 0
 
     def fit(self, data: WindowedData, job: JobContext, resume_from: Path | None = None) -> Path:
         """Fit on the flattened training windows, log validation metrics, and save the model with skops."""
@@ -41,6 +42,7 @@ class SklearnDetector:
             raise TwinIDSError(f"model '{self.name}' fits in one pass; there is nothing to resume")
         windows = data.windows("train")
         self.estimator.fit(windows.reshape(len(windows), -1), data.targets["train"])
+        self.epochs_trained, self.windows_trained = 1, len(windows)
         job.run.log_metrics(self._score(data, "val")[0], step=0)
         path = job.run_dir / "checkpoints" / f"best{SKLEARN_SUFFIX}"
         save_sklearn_checkpoint(self.estimator, job.card, path)

@@ -76,7 +76,9 @@ def train(
         if privacy is not None:
             run.set_tags(job_tags(cfg, "train", privacy))
         log_confusion(run, report.confusion, data.class_names)
+        timings = {"fit_s": fitted - began, "test_s": tested - fitted, "epochs": float(detector.epochs_trained)}
+        timings["train_windows_per_s"] = detector.windows_trained / timings["fit_s"]
+        run.log_metrics({f"time/{name}": value for name, value in timings.items()})
         if cfg.tracking.log_checkpoint:
             run.log_file(checkpoint, CHECKPOINT_ARTIFACT_DIR)
-    timings = {"fit_s": fitted - began, "test_s": tested - fitted}
     return JobResult(report.metrics, run.run_id, checkpoint, data.class_names, report.confusion, privacy, timings)
