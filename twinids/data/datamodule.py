@@ -41,8 +41,8 @@ class WindowDataset(Dataset):
         return len(self.starts)
 
     def __getitem__(self, index: int) -> Batch:
-        start = int(self.starts[index])
-        return self.rows[start : start + len(self.offsets)], self.targets[index], self.attacks[index], self.groups[index]
+        window = self.rows[int(self.starts[index]) : int(self.starts[index]) + len(self.offsets)]
+        return window, self.targets[index], self.attacks[index], self.groups[index]
 
     def __getitems__(self, indices: list[int]) -> Batch:
         """A whole batch at once: (batch, window, features) windows, their targets, attack types and groups."""

@@ -177,7 +177,15 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
         )
     devices = {name: sorted(frame.loc[split == name, DEVICE].unique().tolist()) for name in SPLITS}
     return WindowedData(
-        rows, encoder.feature_names, class_names, settings.window, by_split, targets, attacks, attack_names, groups,
+        rows,
+        encoder.feature_names,
+        class_names,
+        settings.window,
+        by_split,
+        targets,
+        attacks,
+        attack_names,
+        groups,
         devices,
     )
 
