@@ -65,13 +65,14 @@ def cli_runner_factory():
 
 
 def _smoke_config(workdir: Path, *overrides: str):
-    """The smoke overlay on a small simulator, tracked in workdir's own SQLite store: for in-process jobs."""
+    """The smoke overlay (on a small simulator unless `data=` is given), tracked in workdir's own SQLite store."""
     from twinids.config import compose
 
+    simulator = [] if any(o.startswith("data=") for o in overrides) else ["data.source.n_steps=900"]
     return compose(
         [
             "experiment=smoke",
-            "data.source.n_steps=900",
+            *simulator,
             f"tracking.uri=sqlite:///{workdir / 'mlruns' / 'mlflow.db'}",
             f"paths.output_dir={workdir / 'outputs'}",
             *overrides,

@@ -59,6 +59,7 @@ def run_all(device: str = "cpu", threads: int = 2, quick: bool = False) -> dict[
 
     from twinids.bench.dp_epoch import measure_dp_epoch
     from twinids.bench.dp_step import measure_dp_step
+    from twinids.bench.hybrid_step import measure_hybrid_step
     from twinids.bench.pipeline import (
         measure_inference,
         measure_loop_overhead,
@@ -73,6 +74,7 @@ def run_all(device: str = "cpu", threads: int = 2, quick: bool = False) -> dict[
     results: dict[str, float] = {}
     steps: list[Callable[[], dict[str, float]]] = [
         lambda: measure_dp_step(threads=threads, device=device, repeats=5 if quick else 15),
+        lambda: measure_hybrid_step(repeats=5 if quick else 15),
         lambda: measure_dp_epoch(["data.source.n_steps=1500"] if quick else [], repeats=1 if quick else 3),
         lambda: measure_loop_overhead(n_windows=5_000 if quick else 20_000, repeats=1 if quick else 5),
         lambda: measure_inference(n_windows=10_000 if quick else 50_000),

@@ -206,17 +206,19 @@ def _suffix(layer: int, direction: int) -> str:
 
 
 def to_private_lstm(module: nn.Module) -> nn.Module:
-    """Replace every ``nn.LSTM`` inside ``module`` (or ``module`` itself) by a PrivateLSTM.
+    """Replace every trainable ``nn.LSTM`` inside ``module`` (or ``module`` itself) by a PrivateLSTM.
 
     The PrivateLSTM takes over the very same ``nn.Parameter`` objects, so values are kept and an optimizer
     built on the module beforehand keeps working. Modules are replaced in place; the (possibly new)
-    root is returned.
+    root is returned. A frozen LSTM (no parameter requires grad, e.g. a pre-trained encoder during
+    fine-tuning) stays an ``nn.LSTM``: it needs no per-sample gradients, and its fused kernel is faster.
 
     Raises:
         TwinIDSError: for an LSTM that PrivateLSTM cannot stand in for (batch_first=False, proj_size > 0).
     """
     if isinstance(module, nn.LSTM):
-        return _private_from(module)
+        trainable = any(p.requires_grad for p in module.parameters())
+        return _private_from(module) if trainable else module
     for name, child in list(module.named_children()):
         replacement = to_private_lstm(child)
         if replacement is not child:

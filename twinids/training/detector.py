@@ -64,6 +64,10 @@ class Detector(Protocol):
         """What DP-SGD spent (ε, δ, σ, ...), or None for a non-private detector."""
         ...
 
+    def artifacts(self) -> dict[str, str]:
+        """Text files (artifact path -> content) the detector wants kept with its run."""
+        ...
+
 
 def detector_kinds() -> dict[str, type]:
     """Registry: `model.detector` value -> detector class."""

@@ -46,6 +46,8 @@ def evaluate(
         checkpoint = path if from_file else download_checkpoint(source, Path(scratch), tracking_uri)
         card = read_card(checkpoint)
         cfg = compose([*card.overrides, *overrides]) if overrides else OmegaConf.create(card.config)
+        if overrides and card.config.get("transfer", {}).get("plan") is not None:
+            cfg.transfer.plan = card.config["transfer"]["plan"]  # the architecture the checkpoint was trained as
         for key in config_drift(card.config, cfg, overrides)[:5]:
             print(f"warning: {key} differs from the trained run's config (configs/ changed since?)", file=sys.stderr)
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)

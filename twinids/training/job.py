@@ -39,6 +39,9 @@ def job_tags(cfg: DictConfig, job: str, privacy: Mapping[str, Any] | None = None
         "twinids.task": f"{cfg.task}/{cfg.data.classes}",
         "twinids.seed": str(cfg.seed),
     }
+    plan = cfg.get("transfer", {}).get("plan")
+    if plan is not None:
+        tags["twinids.transfer.source_run_id"] = str(plan["source_run_id"])
     if cfg.privacy.name == "dp":
         target = cfg.privacy.get("target_epsilon")
         spent = None if privacy is None else privacy.get("epsilon")

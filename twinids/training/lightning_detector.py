@@ -36,7 +36,13 @@ class LightningDetector:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise TwinIDSError(f"data.{key} must be an integer >= 1; got {value!r}")
         check_trainer_settings(cfg.trainer)
-        net = build(cfg.model.module.net, name, n_features=data.n_features, n_classes=len(data.class_names))
+        self.transfer_source: dict[str, Any] | None = None
+        if cfg.transfer.name != "none":
+            from twinids.training.transfer import transferred_net
+
+            net, self.transfer_source = transferred_net(cfg, data)
+        else:
+            net = build(cfg.model.module.net, name, n_features=data.n_features, n_classes=len(data.class_names))
         self.module = build(
             cfg.model.module,
             name,
@@ -127,6 +133,14 @@ class LightningDetector:
     def privacy_summary(self) -> dict[str, Any] | None:
         """ε and the DP-SGD settings spent by the training run (None without privacy)."""
         return None if self.privacy is None else self.privacy.summary()
+
+    def artifacts(self) -> dict[str, str]:
+        """Text files to keep with the run: the transfer source's config, when one was read."""
+        if self.transfer_source is None:
+            return {}
+        from omegaconf import OmegaConf
+
+        return {"transfer/source_config.yaml": OmegaConf.to_yaml(OmegaConf.create(self.transfer_source))}
 
     def _trainer(self, job: JobContext, callbacks: list[Any]) -> Any:
         return build(

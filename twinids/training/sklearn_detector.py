@@ -24,6 +24,8 @@ class SklearnDetector:
     def __init__(self, cfg: DictConfig, data: WindowedData, training: bool = True) -> None:
         from twinids.config import build
 
+        if training and cfg.transfer.name != "none":
+            raise TwinIDSError(f"model={cfg.model.name} cannot be fine-tuned (transfer=); use a neural model")
         if training and cfg.privacy.name != "none":
             raise TwinIDSError(
                 f"model={cfg.model.name} cannot train with privacy={cfg.privacy.name}: DP-SGD privatises gradient "
@@ -61,6 +63,10 @@ class SklearnDetector:
     def privacy_summary(self) -> dict[str, Any] | None:
         """Classical models are never trained privately."""
         return None
+
+    def artifacts(self) -> dict[str, str]:
+        """Nothing beyond the checkpoint."""
+        return {}
 
     def _score(self, data: WindowedData, split: str) -> tuple[dict[str, float], np.ndarray]:
         windows = data.windows(split)

@@ -6,6 +6,7 @@ the job reads is checked before its MLflow run exists, so a mistake leaves nothi
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,6 +50,7 @@ def train(
     )
     from twinids.training.model_card import ModelCard
 
+    cfg = copy.deepcopy(cfg)  # the detector may record what it resolved (e.g. a transfer plan) in the config
     require_complete(cfg)
     check_job_settings(cfg)
     quiet_libraries()
@@ -62,6 +64,8 @@ def train(
     ) as run:
         if resume_run_id is None:
             run.log_config(cfg, list(overrides))
+            for artifact, text in detector.artifacts().items():
+                run.log_text(text, artifact)
             run.log_metrics({f"data/{split}_windows": float(len(s)) for split, s in data.starts.items()})
         card = ModelCard.describe(cfg, list(overrides), data, run.run_id)
         job = JobContext(run, card, Path(cfg.paths.output_dir).resolve() / run.run_id)
