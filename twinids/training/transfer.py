@@ -86,7 +86,8 @@ def _read_source(source: str, tracking_uri: str | None) -> tuple[dict[str, Any],
             f"transfer.source {source} was trained with privacy=dp; pre-train on data treated as public "
             "(privacy=none), so that its privacy is not spent twice"
         )
-    return {**card.config, "run_id": card.run_id, "features": card.feature_names, "classes": card.class_names}, net_state
+    source = {**card.config, "run_id": card.run_id, "features": card.feature_names, "classes": card.class_names}
+    return source, net_state
 
 
 def _plan(cfg: DictConfig, data: Any, source: dict[str, Any]) -> dict[str, Any]:
