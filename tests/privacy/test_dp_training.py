@@ -13,6 +13,7 @@ from torch import nn
 from twinids.data.registry import build_windows
 from twinids.errors import TwinIDSError
 from twinids.training.detector import make_detector
+from twinids.training.evaluate import evaluate
 from twinids.training.train import train
 
 DP = ["privacy=dp", "model.module.net.hidden_size=8", "model.module.net.num_layers=1"]
@@ -123,6 +124,10 @@ def test_epsilon_is_logged_each_epoch_and_the_final_value_is_the_accountants_for
         assert f"privacy.{key}" in run.data.params, key
     card = torch.load(result.checkpoint, weights_only=True)["twinids"]
     assert card["privacy"]["epsilon"] == spent["epsilon"]  # the best checkpoint carries the ε of every step
+    evaluated = client.get_run(evaluate(result.run_id, tracking_uri=cfg.tracking.uri).run_id)
+    assert evaluated.data.metrics["privacy/epsilon"] == pytest.approx(spent["epsilon"])
+    assert evaluated.data.metrics["privacy/delta"] == pytest.approx(1e-5)
+    assert evaluated.data.tags["twinids.epsilon"] == "3"
 
 
 def test_early_stopping_spends_less_than_planned_and_reports_it(smoke_config, tmp_path):
