@@ -7,6 +7,7 @@
 set -u
 T=${TWINIDS:-twinids}
 SEEDS=${SEEDS:-"1 2 3"}
+MODELS=${MODELS:-"lstm lstm_sae_mha"}  # the detectors trained from scratch; MAS always fine-tunes the LSTM
 DP="data.batch_size=512 model.module.optimizer.lr=0.01"
 QUIET="trainer.enable_progress_bar=false"
 
@@ -26,7 +27,7 @@ source_run() {  # a non-private pre-training run; prints its run id
 
 grid() {  # grid <data overrides...>: model x privacy for the LSTM and the hybrid
     local model eps seed
-    for model in lstm lstm_sae_mha; do
+    for model in $MODELS; do
         for seed in $SEEDS; do
             run "$@" model=$model seed=$seed
             for eps in $EPSILONS; do
