@@ -77,10 +77,8 @@ def start_run(
     Raises:
         TwinIDSError: before the run exists, if the tracking store cannot be reached, read or written.
     """
-    from pytorch_lightning.loggers import MLFlowLogger
-
     uri = prepare_store(experiment, tracking_uri)
-    logger = MLFlowLogger(
+    logger = _logger_class()(
         experiment_name=experiment,
         run_name=None if run_id else run_name or default_run_name(experiment, tags),
         tracking_uri=uri,
@@ -102,6 +100,21 @@ def start_run(
         raise
     with store_errors(uri):
         run.client.set_terminated(run.run_id, "FINISHED")
+
+
+def _logger_class() -> type:
+    """Lightning's MLflow logger, minus its habit of ending the run when a `fit` or `test` call ends.
+
+    A job runs fit and then test in one run: Lightning would mark it FINISHED between the two (a job killed
+    during its test phase would then look finished) and FAILED on any exception. `start_run` alone decides.
+    """
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    class RunLogger(MLFlowLogger):
+        def finalize(self, status: str = "success") -> None:
+            """Leave the run's status to `start_run`."""
+
+    return RunLogger
 
 
 def default_run_name(experiment: str, tags: Mapping[str, Any] | None = None) -> str:
