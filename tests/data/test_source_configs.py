@@ -30,6 +30,8 @@ KEYS = {
     "eval_batch_size",
     "num_workers",
     "allow_undefined_metrics",
+    "train_on",
+    "drop_features",
 }
 
 

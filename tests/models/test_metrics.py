@@ -57,9 +57,11 @@ def test_a_score_only_detector_gets_the_same_metrics_without_probabilities():
     metrics = DetectionMetrics(["normal", "attack"])
     metrics.update(torch.tensor([0.1, 0.7, 0.2, 0.9]), torch.tensor([0, 1, 0, 1]), torch.tensor([0, 1, 1, 1]))
     values = computed(metrics)
-    assert set(values) == {
-        f"test/{n}" for n in ("accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "fpr")
-    }
+    threshold_free = ("auroc", "auprc")
+    episodes = ("episodes_total", "episodes_detected", "time_to_detection_mean")
+    batadal = ("batadal_s", "batadal_s_ttd", "batadal_s_cm")
+    names = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "fpr", *threshold_free, *episodes, *batadal)
+    assert set(values) == {f"test/{n}" for n in names}
     assert values["test/accuracy"] == pytest.approx(0.75)
 
 

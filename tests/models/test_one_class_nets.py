@@ -98,13 +98,13 @@ def test_per_sample_gradients_under_opacus_match_the_microbatch_reference(kind):
 @pytest.mark.parametrize("window", [1, 2])
 def test_forecaster_refuses_windows_not_longer_than_the_horizon(window):
     net = LSTMForecaster(n_features=3, horizon=2)
-    with pytest.raises(TwinIDSError, match=r"data\.window .* model\.net\.horizon"):
+    with pytest.raises(TwinIDSError, match=r"data\.window .* model\.module\.net\.horizon"):
         net(torch.randn(2, window, 3))
 
 
 @pytest.mark.parametrize("horizon", [0, -1, 1.5, True])
 def test_forecaster_refuses_a_horizon_that_is_not_a_positive_integer(horizon):
-    with pytest.raises(TwinIDSError, match=r"model\.net\.horizon"):
+    with pytest.raises(TwinIDSError, match=r"model\.module\.net\.horizon"):
         LSTMForecaster(n_features=3, horizon=horizon)
 
 

@@ -45,8 +45,15 @@ def test_a_source_with_other_features_gets_an_input_adapter_and_keeps_its_weight
 
 def test_frozen_parameters_get_no_gradient_samples_and_do_not_move_under_dp(source, smoke_config, shared_datasets):
     workdir, pretrained = source
-    cfg = finetune(smoke_config, workdir, pretrained.run_id, *nsl_kdd(shared_datasets), "privacy=dp",
-                   "privacy.noise_multiplier=1.0", "privacy.clipping=per_sample")
+    cfg = finetune(
+        smoke_config,
+        workdir,
+        pretrained.run_id,
+        *nsl_kdd(shared_datasets),
+        "privacy=dp",
+        "privacy.noise_multiplier=1.0",
+        "privacy.clipping=per_sample",
+    )
     detector = make_detector(cfg, build_windows(cfg.data))
     module = detector.module
     optimizer = module.configure_optimizers()
@@ -63,11 +70,13 @@ def test_frozen_parameters_get_no_gradient_samples_and_do_not_move_under_dp(sour
     assert all(torch.equal(a, b) for a, b in zip(before, frozen, strict=True))
 
 
-def test_dp_fine_tuning_runs_end_to_end_and_its_evaluation_reproduces_it(source, smoke_config, shared_datasets,
-                                                                           mlflow_client):
+def test_dp_fine_tuning_runs_end_to_end_and_its_evaluation_reproduces_it(
+    source, smoke_config, shared_datasets, mlflow_client
+):
     workdir, pretrained = source
-    cfg = finetune(smoke_config, workdir, pretrained.run_id, *nsl_kdd(shared_datasets), "privacy=dp",
-                   "privacy.target_epsilon=1")
+    cfg = finetune(
+        smoke_config, workdir, pretrained.run_id, *nsl_kdd(shared_datasets), "privacy=dp", "privacy.target_epsilon=1"
+    )
     result = train(cfg)
     assert result.privacy["epsilon"] <= 1.0
     run = mlflow_client(workdir).get_run(result.run_id)

@@ -25,6 +25,7 @@ from twinids.data.windows import LABEL_MODES, run_boundaries, window_label_rows,
 from twinids.errors import TwinIDSError
 
 CLASS_SETS = ("binary", "multiclass")
+TRAIN_ON = ("all", "normal")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class WindowSettings:
     val_devices: tuple[str, ...]
     test_devices: tuple[str, ...]
     scaler: str
+    train_on: str
+    drop_features: tuple[str, ...]
 
     def __post_init__(self) -> None:
         for name in ("window", "stride"):
@@ -51,6 +54,11 @@ class WindowSettings:
             raise TwinIDSError(f"unknown data.label_mode '{self.label_mode}'; valid: {', '.join(LABEL_MODES)}")
         if self.classes not in CLASS_SETS:
             raise TwinIDSError(f"unknown data.classes '{self.classes}'; valid: {', '.join(CLASS_SETS)}")
+        if self.train_on not in TRAIN_ON:
+            raise TwinIDSError(
+                f"unknown data.train_on '{self.train_on}'; valid: all (every training window, for supervised "
+                "detectors) | normal (only windows without an attacked row, for one-class detectors)"
+            )
 
     @classmethod
     def from_config(cls, data_cfg: object) -> WindowSettings:
@@ -67,6 +75,8 @@ class WindowSettings:
             val_devices=tuple(str(d) for d in split.val_devices or ()),
             test_devices=tuple(str(d) for d in split.test_devices or ()),
             scaler=str(data_cfg.scaler),  # type: ignore[attr-defined]
+            train_on=str(data_cfg.train_on),  # type: ignore[attr-defined]
+            drop_features=tuple(str(c) for c in data_cfg.drop_features or ()),  # type: ignore[attr-defined]
         )
 
 
@@ -125,7 +135,12 @@ class WindowedData:
 
 
 def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedData:
-    """Build leakage-free windows: splits assigned on time-ordered rows, encoder fitted on train rows only."""
+    """Build leakage-free windows: splits assigned on time-ordered rows, encoder fitted on train rows only.
+
+    With `train_on="normal"` (the one-class protocol) the training split keeps only windows none of whose rows
+    is attacked, and the encoder is fitted on normal training rows: a detector of normal behaviour never sees
+    an attack while it learns. Validation and test windows are kept whatever their rows.
+    """
     if frame.attrs.get(UNORDERED_ROWS) and settings.window > 1:
         raise TwinIDSError(
             f"this dataset's rows are independent records with no time order, so a window of {settings.window} "
@@ -145,9 +160,13 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
     )
     check_splits_present(split)
     train_mask = split == "train"
+    attacked = frame[LABEL].to_numpy() != 0
+    encoder_rows = train_mask & ~attacked if settings.train_on == "normal" else train_mask
+    if not encoder_rows.any():
+        raise TwinIDSError(_no_normal_training(settings.window))
 
-    features = feature_columns(frame)
-    encoder = FeatureEncoder(settings.scaler).fit(frame.loc[train_mask, features])
+    features = _kept_features(feature_columns(frame), settings.drop_features)
+    encoder = FeatureEncoder(settings.scaler).fit(frame.loc[encoder_rows, features])
     rows = encoder.transform(frame[features])
 
     class_names, row_codes = _class_codes(frame, train_mask, settings.classes)
@@ -155,6 +174,8 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
     segment = frame[SEGMENT].to_numpy() if SEGMENT in frame.columns else np.zeros(len(frame), dtype=np.int64)
     boundaries = run_boundaries(frame[DEVICE].to_numpy(dtype=object), segment, split)
     starts = window_starts(boundaries, settings.window, settings.stride)
+    if settings.train_on == "normal":
+        starts = starts[(split[starts] != "train") | _all_normal(attacked, starts, settings.window)]
     split_of_window = split[starts]
     run_of_window = np.searchsorted(boundaries, starts, side="right") - 1
     by_split = {name: starts[split_of_window == name] for name in SPLITS}
@@ -164,16 +185,18 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
     }
     targets = {name: row_codes[rows_].astype(np.int64) for name, rows_ in label_rows.items()}
     attacks = {name: row_attacks[rows_].astype(np.int64) for name, rows_ in label_rows.items()}
+    if settings.train_on == "normal" and len(by_split["train"]) == 0:
+        raise TwinIDSError(_no_normal_training(settings.window))
     for name in SPLITS:
         if len(by_split[name]) == 0:
             raise TwinIDSError(
                 f"the '{name}' split has no window of {settings.window} rows; lower data.window or "
                 "give that split more rows (data.split)"
             )
-    if len(np.unique(targets["train"])) < 2:
+    if settings.train_on == "all" and len(np.unique(targets["train"])) < 2:
         raise TwinIDSError(
-            "the training windows hold only one class; a detector needs normal and attack examples "
-            "(check the dataset's labels or data.split)"
+            "the training windows hold only one class; a supervised detector needs normal and attack examples "
+            "(check the dataset's labels or data.split; one-class detectors train with data.train_on=normal)"
         )
     devices = {name: sorted(frame.loc[split == name, DEVICE].unique().tolist()) for name in SPLITS}
     return WindowedData(
@@ -187,6 +210,32 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
         attack_names,
         groups,
         devices,
+    )
+
+
+def _kept_features(features: list[str], dropped: tuple[str, ...]) -> list[str]:
+    """The frame's feature columns less `data.drop_features`, refusing names the frame lacks."""
+    unknown = sorted(set(dropped) - set(features))
+    if unknown:
+        raise TwinIDSError(f"data.drop_features names {unknown}, which are not features here; features: {features}")
+    kept = [column for column in features if column not in dropped]
+    if not kept:
+        raise TwinIDSError("data.drop_features leaves no feature; keep at least one")
+    return kept
+
+
+def _all_normal(attacked: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    """Whether each window starting at `starts` holds no attacked row."""
+    attacked_before = np.concatenate(([0], np.cumsum(attacked)))
+    return attacked_before[starts + window] == attacked_before[starts]
+
+
+def _no_normal_training(window: int) -> str:
+    """The refusal of data.train_on=normal when the training split has no all-normal window."""
+    return (
+        f"data.train_on=normal, but the training split holds no window of {window} rows without an attacked row; "
+        "a one-class detector learns from normal windows only: lower data.window, change data.split, or choose "
+        "a protocol with normal training data (BATADAL: data.source.protocol=standard)"
     )
 
 

@@ -3,18 +3,33 @@
 Every detector, whether it outputs class probabilities or only an anomaly score, reports through these,
 so metric names and definitions are the same everywhere: `<stage>/accuracy`, `<stage>/f1_macro`,
 `<stage>/precision_macro`, `<stage>/recall_macro`, `<stage>/auroc` (attack score vs attack-or-normal),
-`<stage>/fpr` (share of normal windows flagged), `<stage>/auroc_ovr_macro` (multiclass, when class
-probabilities exist) and `<stage>/recall_attack/<type>` (share of each attack type's windows flagged).
+`<stage>/auprc` (average precision of the attack score), `<stage>/fpr` (share of normal windows flagged),
+`<stage>/auroc_ovr_macro` (multiclass, when class probabilities exist) and `<stage>/recall_attack/<type>`
+(share of each attack type's windows flagged).
+
+Episode metrics read the windows as a stream (time order within each group, a group being one device's
+run): an episode is a maximal run of attack windows of one group, and a window alarms when its predicted
+class is not normal. `<stage>/episodes_total`, `<stage>/episodes_detected` (at least one alarm inside),
+`<stage>/time_to_detection_mean` (windows from an episode's first window to its first alarm, over the
+detected episodes; steps when `data.stride=1`) and the BATADAL competition score (Taormina et al. 2018,
+see `twinids.scoring.episodes`): `<stage>/batadal_s` = (S_TTD + S_CM) / 2 with its parts
+`<stage>/batadal_s_ttd` and `<stage>/batadal_s_cm`. Without groups the windows are one stream.
+
 A metric that is undefined on the data at hand (AUROC with one class present, FPR without normal
-windows) is left out, never reported as 0.
+windows, S_TTD without episodes, time to detection without a detected episode) is left out, never
+reported as 0.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torchmetrics import Metric
 from torchmetrics.functional.classification import (
     binary_auroc,
+    binary_average_precision,
     multiclass_accuracy,
     multiclass_auroc,
     multiclass_confusion_matrix,
@@ -24,7 +39,24 @@ from torchmetrics.functional.classification import (
 )
 from torchmetrics.utilities import dim_zero_cat
 
-METRIC_NAMES = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "fpr", "auroc_ovr_macro")
+from twinids.scoring import batadal_score
+
+METRIC_NAMES = (
+    "accuracy",
+    "f1_macro",
+    "precision_macro",
+    "recall_macro",
+    "auroc",
+    "auprc",
+    "fpr",
+    "auroc_ovr_macro",
+    "batadal_s",
+    "batadal_s_ttd",
+    "batadal_s_cm",
+    "episodes_detected",
+    "episodes_total",
+    "time_to_detection_mean",
+)
 RECALL_PER_ATTACK = "recall_attack"
 
 
@@ -84,6 +116,7 @@ class DetectionMetrics(Metric):
         is_attack = targets != 0
         if is_attack.any() and (~is_attack).any():
             values["auroc"] = binary_auroc(scores, is_attack.long())
+            values["auprc"] = binary_average_precision(scores, is_attack.long())
         if (~is_attack).any():
             values["fpr"] = (predicted[~is_attack] != 0).float().mean()
         if n_classes > 2 and self.probabilities and len(torch.unique(targets)) == n_classes:
@@ -94,6 +127,8 @@ class DetectionMetrics(Metric):
                 of_type = attacks == code
                 if of_type.any():
                     values[f"{RECALL_PER_ATTACK}/{name}"] = (predicted[of_type] != 0).float().mean()
+        groups = dim_zero_cat(self.groups).numpy() if self.groups else None
+        values.update(episode_metrics(is_attack.numpy(), (predicted != 0).numpy(), groups))
         return {f"{self.prefix}/{name}": value for name, value in values.items()}
 
     def confusion(self) -> torch.Tensor:
@@ -102,3 +137,22 @@ class DetectionMetrics(Metric):
         if not self.targets:
             return torch.zeros(n_classes, n_classes, dtype=torch.long)
         return multiclass_confusion_matrix(dim_zero_cat(self.predicted), dim_zero_cat(self.targets), n_classes)
+
+
+def episode_metrics(attack: np.ndarray, alarm: np.ndarray, groups: np.ndarray | None) -> dict[str, torch.Tensor]:
+    """Episode counts, mean time to detection and the BATADAL score of per-window alarms; undefined ones absent.
+
+    Args:
+        attack: whether each window is an attack window, in time order within each group.
+        alarm: whether each window raised an alarm.
+        groups: each window's group (one device's run), or None for one stream.
+    """
+    score = batadal_score(attack, alarm, groups)
+    detected = [e.time_to_detection for e in score.episodes if e.time_to_detection is not None]
+    values = {"episodes_total": score.episodes_total, "episodes_detected": score.episodes_detected}
+    if detected:
+        values["time_to_detection_mean"] = float(np.mean(detected))
+    for name, value in (("batadal_s", score.score), ("batadal_s_ttd", score.s_ttd), ("batadal_s_cm", score.s_cm)):
+        if not math.isnan(value):
+            values[name] = value
+    return {name: torch.tensor(float(value)) for name, value in values.items()}

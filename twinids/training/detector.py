@@ -72,9 +72,10 @@ class Detector(Protocol):
 def detector_kinds() -> dict[str, type]:
     """Registry: `model.detector` value -> detector class."""
     from twinids.training.lightning_detector import LightningDetector
+    from twinids.training.physics_detector import PhysicsResidualDetector
     from twinids.training.sklearn_detector import SklearnDetector
 
-    return {"lightning": LightningDetector, "sklearn": SklearnDetector}
+    return {"lightning": LightningDetector, "sklearn": SklearnDetector, "physics": PhysicsResidualDetector}
 
 
 def make_detector(cfg: DictConfig, data: WindowedData, training: bool = True) -> Detector:
@@ -86,4 +87,18 @@ def make_detector(cfg: DictConfig, data: WindowedData, training: bool = True) ->
     kind = cfg.model.get("detector")
     if kind not in kinds:
         raise TwinIDSError(f"model.detector must be one of {sorted(kinds)}; got {kind!r} in model '{cfg.model.name}'")
+    model_task = cfg.model.get("task")
+    if model_task not in TASKS:
+        raise TwinIDSError(f"model '{cfg.model.name}' must say its task (model.task: {' | '.join(TASKS)})")
+    if cfg.task != model_task:
+        raise TwinIDSError(_TASK_MISMATCH[model_task].format(model=cfg.model.name, task=cfg.task))
     return kinds[kind](cfg, data, training)
+
+
+TASKS = ("classify", "score")
+_TASK_MISMATCH = {
+    "classify": "model={model} is a supervised classifier; it cannot run with task={task} (use a one-class model: "
+    "lstm_forecaster, lstm_autoencoder, lstm_sae_mha_score, physics_residual)",
+    "score": "model={model} is a one-class detector (it learns normal windows and scores deviations): run it with "
+    "task=score data.train_on=normal, not task={task}",
+}

@@ -17,6 +17,7 @@ from twinids.config import build
 from twinids.data.datamodule import WindowDataModule
 from twinids.data.prepare import WindowedData
 from twinids.errors import TwinIDSError
+from twinids.models.build import build_net
 from twinids.training.checkpoint_io import TORCH_SUFFIX, load_torch_checkpoint, save_torch_checkpoint
 from twinids.training.detector import JobContext, TestReport
 from twinids.training.model_card import CARD_KEY, ModelCardCallback
@@ -42,7 +43,7 @@ class LightningDetector:
 
             net, self.transfer_source = transferred_net(cfg, data)
         else:
-            net = build(cfg.model.module.net, name, n_features=data.n_features, n_classes=len(data.class_names))
+            net = build_net(cfg.model.module.net, name, data.n_features, len(data.class_names))
         self.module = build(
             cfg.model.module,
             name,

@@ -80,6 +80,7 @@ class SklearnDetector:
             torch.from_numpy(data.targets[split]),
             torch.from_numpy(data.attacks[split]),
             probabilities_t,
+            torch.from_numpy(data.groups[split]),
         )
         return {k: float(v) for k, v in metrics.compute().items()}, metrics.confusion().numpy()
 

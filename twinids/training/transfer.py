@@ -18,7 +18,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from twinids.config import build
 from twinids.errors import TwinIDSError
 
 PART_ALIASES = {"encoder": "lstm"}  # the recurrent encoder of every twinids net is its `lstm` part
@@ -127,12 +126,10 @@ def _plan(cfg: DictConfig, data: Any, source: dict[str, Any]) -> dict[str, Any]:
 
 
 def _build_source_net(plan: dict[str, Any]) -> nn.Module:
-    return build(
-        OmegaConf.create(plan["net"]),
-        f"the source's net ({plan['source_model']})",
-        n_features=plan["source_features"],
-        n_classes=plan["source_classes"],
-    )
+    from twinids.models.build import build_net
+
+    what = f"the source's net ({plan['source_model']})"
+    return build_net(OmegaConf.create(plan["net"]), what, plan["source_features"], plan["source_classes"])
 
 
 def _fit_to(net: nn.Module, plan: dict[str, Any], data: Any) -> nn.Module:

@@ -19,7 +19,7 @@ class LSTMForecaster(nn.Module):
         n_features: features per time step.
         hidden_size: hidden units of the LSTM.
         num_layers: stacked LSTM layers.
-        horizon: steps predicted at the end of each window (``model.net.horizon``).
+        horizon: steps predicted at the end of each window (``model.module.net.horizon``).
         dropout: dropout between stacked layers and before the output layer.
 
     Raises:
@@ -36,7 +36,9 @@ class LSTMForecaster(nn.Module):
     ) -> None:
         super().__init__()
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-            raise TwinIDSError(f"model.net.horizon must be an integer >= 1 (steps to forecast), got {horizon!r}.")
+            raise TwinIDSError(
+                f"model.module.net.horizon must be an integer >= 1 (steps to forecast), got {horizon!r}."
+            )
         self.n_features = n_features
         self.horizon = horizon
         self.lstm = nn.LSTM(
@@ -84,7 +86,7 @@ class LSTMForecaster(nn.Module):
             )
         if windows.shape[1] <= self.horizon:
             raise TwinIDSError(
-                f"data.window ({windows.shape[1]}) must be longer than model.net.horizon ({self.horizon}): "
+                f"data.window ({windows.shape[1]}) must be longer than model.module.net.horizon ({self.horizon}): "
                 "the forecaster predicts the last horizon steps from the steps before them. "
-                "Raise data.window or lower model.net.horizon."
+                "Raise data.window or lower model.module.net.horizon."
             )
