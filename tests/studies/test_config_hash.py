@@ -7,7 +7,7 @@ import re
 from omegaconf import OmegaConf
 
 from twinids.config import compose
-from twinids.studies.config_hash import config_hash
+from twinids.tracking.config_hash import config_hash
 
 
 def test_the_hash_is_16_hex_digits_and_pinned_for_a_fixed_config():

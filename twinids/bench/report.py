@@ -34,6 +34,7 @@ TARGETS = (
     Target("prepare_s_1m_rows", "whole pipeline (sort, split, encode, window), 1M x 40", 2.0, False, " s"),
     Target("prepare_peak_memory_vs_raw_ratio", "whole pipeline peak memory / raw array", 2.0, False, "x"),
     Target("startup_help_s", "`twinids --help`", 0.3, False, " s"),
+    Target("sweep_overhead_per_job_s", "sweep overhead per job, 20-job smoke sweep", 1.0, False, " s"),
 )
 
 
@@ -67,6 +68,7 @@ def run_all(device: str = "cpu", threads: int = 2, quick: bool = False) -> dict[
         measure_startup,
         measure_windowing,
     )
+    from twinids.bench.sweep_overhead import measure_sweep_overhead
     from twinids.training.job import quiet_libraries
 
     quiet_libraries()
@@ -81,6 +83,7 @@ def run_all(device: str = "cpu", threads: int = 2, quick: bool = False) -> dict[
         lambda: measure_windowing(rows=100_000 if quick else 1_000_000),
         lambda: measure_prepare(rows=100_000 if quick else 1_000_000),
         lambda: measure_startup(repeats=2 if quick else 5),
+        lambda: measure_sweep_overhead(jobs=5 if quick else 20, baseline_jobs=1 if quick else 3),
     ]
     for step in steps:
         results.update(step())

@@ -101,15 +101,102 @@ def sweep_command(
         None, help="Hydra overrides with sweeps: model=lstm,random_forest seed=range(3)"
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the jobs the sweep expands to; run nothing."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Jobs run at once, each with its share of the cores."),
+    launcher: str = typer.Option(
+        "pool", "--launcher", help="pool (worker processes here), local or debug (submitit), slurm (submitit)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Run every job, even those a finished run already holds."),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+    partition: str = typer.Option(None, "--partition", help="SLURM: partition (default: the cluster's)."),
+    timeout_min: int = typer.Option(60, "--timeout-min", help="SLURM: time limit of each job, minutes."),
+    cpus: int = typer.Option(2, "--cpus", help="SLURM: CPUs per job (its torch threads)."),
+    mem_gb: float = typer.Option(None, "--mem-gb", help="SLURM: memory per job, GB (default: the cluster's)."),
+    gpus: int = typer.Option(0, "--gpus", help="SLURM: GPUs per job."),
+    submitit_folder: Path = typer.Option(
+        Path("submitit"), "--submitit-folder", help="local/slurm: where submitit writes job files and logs."
+    ),
 ) -> None:
-    """Expand sweep overrides (lists, range(), glob()) into the jobs of a sweep; only --dry-run exists yet."""
+    """Run every job of a sweep as a child of one MLflow parent run; jobs a finished run holds are skipped."""
     from twinids.errors import TwinIDSError
     from twinids.studies.sweep_plan import expand_sweep
 
-    jobs = expand_sweep(overrides or [])
-    if not dry_run:
-        raise TwinIDSError("sweep execution is not built yet; pass --dry-run to list the jobs it would run")
-    width = len(str(len(jobs)))
-    for number, job in enumerate(jobs, 1):
-        typer.echo(f"{number:>{width}}  {' '.join(job)}")
-    typer.echo(f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}")
+    if dry_run:
+        planned = expand_sweep(overrides or [])
+        width = len(str(len(planned)))
+        for number, job in enumerate(planned, 1):
+            typer.echo(f"{number:>{width}}  {' '.join(job)}")
+        typer.echo(f"{len(planned)} job{'s' if len(planned) != 1 else ''}")
+        return
+    from twinids.studies.submitit_launcher import SlurmSettings
+    from twinids.studies.sweep import SweepSettings, run_sweep
+
+    slurm = SlurmSettings(partition, timeout_min, cpus, mem_gb, gpus, submitit_folder)
+    settings = SweepSettings(overrides or [], jobs, launcher, force, tracking_uri, slurm, submitit_folder)
+    summary = run_sweep(settings, lambda outcome: typer.echo(outcome.line()))
+    typer.echo(summary.line())
+    failed = summary.counts()["FAILED"]
+    if failed:
+        error = TwinIDSError(f"{failed} of {len(summary.outcomes)} sweep jobs failed (their lines above say why)")
+        error.exit_code = 1
+        raise error
+
+
+def tune_command(
+    search: str = typer.Argument(..., help="A search space: configs/search/<SEARCH>.yaml (e.g. lstm)."),
+    overrides: list[str] = typer.Argument(None, help="Fixed overrides for every trial, e.g. data=nsl_kdd"),
+    n_trials: int = typer.Option(None, "--n-trials", help="Trials the study should hold (default: the space's)."),
+    study: str = typer.Option(None, "--study", help="Study name (default: <search>-<hash of overrides and space>)."),
+    storage: str = typer.Option(None, "--storage", help="Optuna storage (default: sqlite:///mlruns/optuna.db)."),
+    prune: bool = typer.Option(True, "--prune/--no-prune", help="Stop poor neural trials early (median pruner)."),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+) -> None:
+    """Search hyper-parameters with Optuna; trials are child runs of one parent; a re-run resumes the study."""
+    from twinids.studies.tune import TuneSettings, run_tune
+
+    settings = TuneSettings(search, overrides or [], n_trials, study, storage, tracking_uri, prune)
+    summary = run_tune(settings, lambda trial: typer.echo(trial.line()))
+    typer.echo(f"study {summary.study_name} in {summary.storage} (parent run {summary.parent_run_id})")
+    if summary.best_value is None:
+        typer.echo("no trial has completed yet")
+        return
+    typer.echo(f"best {summary.metric} = {summary.best_value:.4f}; train it with:")
+    typer.echo("twinids train " + " ".join(summary.best_overrides))
+
+
+def reproduce_command(
+    table: str = typer.Argument(None, help="A table: experiments/<TABLE>.yaml (see --list)."),
+    overrides: list[str] = typer.Argument(None, help="Overrides added to every job, e.g. data.root=/data"),
+    quick: bool = typer.Option(False, "--quick", help="The table's quick variant (minutes; smoke settings)."),
+    list_tables: bool = typer.Option(False, "--list", help="List the tables and exit."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Jobs run at once."),
+    launcher: str = typer.Option("pool", "--launcher", help="pool, local, debug or slurm (as for sweep)."),
+    force: bool = typer.Option(False, "--force", help="Run every job again instead of reusing finished runs."),
+    out: Path = typer.Option(None, "--out", help="Folder for the results (default: experiments/results)."),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+) -> None:
+    """Run what a table's sweeps miss, then write it as Markdown, CSV and LaTeX (and its figure) with provenance."""
+    import shlex
+
+    from twinids.errors import TwinIDSError
+    from twinids.studies.reproduce import ReproduceSettings, reproduce_table
+    from twinids.studies.table_spec import load_table, table_names, tables_dir
+
+    folder = tables_dir()
+    if list_tables:
+        for name in table_names(folder):
+            spec = load_table(name, folder=folder)
+            typer.echo(f"{name:<12} {spec.caption}")
+        return
+    if not table:
+        raise TwinIDSError("name a table (twinids reproduce TABLE); `twinids reproduce --list` shows them")
+    spec = load_table(table, quick, folder)
+    command = "twinids " + shlex.join(["reproduce", table, *(["--quick"] if quick else []), *(overrides or [])])
+    settings = ReproduceSettings(overrides or [], jobs, launcher, force, tracking_uri, command)
+    result = reproduce_table(spec, settings, out or folder / "results", lambda outcome: typer.echo(outcome.line()))
+    for summary in result.summaries:
+        typer.echo(summary.line())
+    typer.echo("wrote " + ", ".join(str(path) for path in result.written))
+    if result.failed():
+        error = TwinIDSError(f"{result.failed()} jobs of table '{table}' failed; their cells are missing")
+        error.exit_code = 1
+        raise error

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from twinids.errors import TwinIDSError
-from twinids.studies.config_hash import RESULT_NEUTRAL_KEYS
+from twinids.tracking.config_hash import RESULT_NEUTRAL_KEYS
 from twinids.tracking.provenance import CODE_VERSION_TAG, DATA_FINGERPRINT_TAG
 
 if TYPE_CHECKING:

@@ -148,15 +148,16 @@ def _latex(comparison: Comparison, header: list[str], rows: list[list[str]]) -> 
     align = "l" * len(comparison.by) + "r" * (len(header) - len(comparison.by))
     if header[-1] == "notes":
         align = align[:-1] + "l"
-    lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(map(_tex, header)) + r" \\", r"\midrule"]
-    lines += [" & ".join(map(_tex, row)) + r" \\" for row in rows]
+    lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(map(latex_text, header)) + r" \\", r"\midrule"]
+    lines += [" & ".join(map(latex_text, row)) + r" \\" for row in rows]
     lines.append(r"\bottomrule")
     lines += [
-        rf"\multicolumn{{{len(header)}}}{{l}}{{\footnotesize {_tex(note)}}} \\" for note in comparison.footnotes()
+        rf"\multicolumn{{{len(header)}}}{{l}}{{\footnotesize {latex_text(note)}}} \\" for note in comparison.footnotes()
     ]
     lines.append(r"\end{tabular}")
     return "\n".join(lines) + "\n"
 
 
-def _tex(text: str) -> str:
+def latex_text(text: str) -> str:
+    """Text with LaTeX's special characters (and ±, †, ‡, —) escaped."""
     return "".join(LATEX_SPECIALS.get(char, char) for char in text)

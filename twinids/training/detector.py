@@ -6,7 +6,7 @@ which kind they hold. A new kind is one class here in the registry and nothing e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,6 +36,7 @@ class JobContext:
     run: TrackedRun
     card: ModelCard
     run_dir: Path
+    callbacks: list[Any] = field(default_factory=list)  # extra Lightning callbacks (e.g. a tuning trial's pruning)
 
 
 class Detector(Protocol):

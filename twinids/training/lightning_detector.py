@@ -85,6 +85,7 @@ class LightningDetector:
 
         checkpointing = instantiate(self.cfg.callbacks.model_checkpoint, dirpath=job.run_dir / "checkpoints")
         callbacks = [instantiate(self.cfg.callbacks.early_stopping), checkpointing, ModelCardCallback(job.card)]
+        callbacks += job.callbacks
         trainer = self._trainer(job, callbacks)
         try:
             trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=resume_from, weights_only=True)

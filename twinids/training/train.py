@@ -10,6 +10,7 @@ import copy
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -23,6 +24,7 @@ def train(
     tags: Mapping[str, str] | None = None,
     resume: Path | None = None,
     resume_run_id: str | None = None,
+    extra_callbacks: Sequence[Any] = (),
 ) -> JobResult:
     """Train the detector `cfg` describes, test its best checkpoint, and track everything in MLflow.
 
@@ -33,11 +35,14 @@ def train(
         resume: a checkpoint (`last.ckpt`) to continue training from; its optimiser, loops, callbacks and
             privacy accountant are restored.
         resume_run_id: the MLflow run the resumed training continues.
+        extra_callbacks: more Lightning callbacks for the training loop (e.g. a tuning trial's pruning);
+            detectors without epochs ignore them.
     """
     import pytorch_lightning as pl
 
     from twinids.config import require_complete
     from twinids.data.registry import build_windows
+    from twinids.tracking.config_hash import CONFIG_HASH_TAG, config_hash
     from twinids.tracking.run import CHECKPOINT_ARTIFACT_DIR, start_run
     from twinids.training.detector import JobContext, make_detector
     from twinids.training.job import (
@@ -53,12 +58,13 @@ def train(
     cfg = copy.deepcopy(cfg)  # the detector may record what it resolved (e.g. a transfer plan) in the config
     require_complete(cfg)
     check_job_settings(cfg)
+    hashed = {CONFIG_HASH_TAG: config_hash(cfg)}  # of the config as composed, before a detector resolves anything
     quiet_libraries()
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = build_windows(cfg.data)
     detector = make_detector(cfg, data)
 
-    run_tags = {**job_tags(cfg, "train"), **provenance(cfg, data), **(tags or {})}
+    run_tags = {**job_tags(cfg, "train"), **hashed, **provenance(cfg, data), **(tags or {})}
     with start_run(
         cfg.tracking.mlflow_experiment, cfg.tracking.uri, cfg.run_name, run_tags, run_id=resume_run_id
     ) as run:
@@ -68,7 +74,7 @@ def train(
                 run.log_text(text, artifact)
             run.log_metrics({f"data/{split}_windows": float(len(s)) for split, s in data.starts.items()})
         card = ModelCard.describe(cfg, list(overrides), data, run.run_id)
-        job = JobContext(run, card, Path(cfg.paths.output_dir).resolve() / run.run_id)
+        job = JobContext(run, card, Path(cfg.paths.output_dir).resolve() / run.run_id, list(extra_callbacks))
         began = time.perf_counter()
         checkpoint = detector.fit(data, job, resume_from=resume)
         fitted = time.perf_counter()

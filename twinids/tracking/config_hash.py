@@ -10,6 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from twinids.tracking.provenance import canonical_json
 
+CONFIG_HASH_TAG = "twinids.config_hash"  # every training run carries it; sweeps skip configs already FINISHED
+
 # Keys (dotted; a key drops its whole subtree) that never change what a run learns or measures: where it is
 # tracked and written, its name, and how much the trainer prints or logs.
 RESULT_NEUTRAL_KEYS = (

@@ -1,0 +1,100 @@
+"""`twinids reproduce`: table specs, the runs behind each row, files with provenance, and re-runs that reuse runs."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from twinids.errors import TwinIDSError
+from twinids.studies.reproduce import ReproduceSettings, reproduce_table
+from twinids.studies.sweep import plan_jobs
+from twinids.studies.table_spec import load_table, table_names, tables_dir
+
+TINY_TABLE = """\
+caption: "Tiny: macro-F1 against ε"
+sweeps:
+  - [experiment=smoke, data.source.n_steps=900, model.module.net.hidden_size=8, seed=1, privacy=dp,
+     privacy.target_epsilon=3]
+  - [experiment=smoke, data.source.n_steps=900, model.module.net.hidden_size=8, "seed=1,3"]
+rows: [model.name, privacy.name, privacy.target_epsilon]
+metrics: [test/f1_macro, test/accuracy]
+figure: {metric: test/f1_macro, x: privacy.target_epsilon}
+mix_data: true
+quick:
+  sweeps: [[experiment=smoke, data.source.n_steps=900, model.module.net.hidden_size=8, seed=1]]
+"""
+
+
+@pytest.mark.parametrize("quick", [False, True])
+@pytest.mark.parametrize("name", table_names(tables_dir()))
+def test_every_shipped_table_plans_into_jobs_that_compose(name, quick, tmp_path):
+    spec = load_table(name, quick)
+    jobs = [job for sweep in spec.sweeps for job in plan_jobs(sweep, f"sqlite:///{tmp_path / 'mlflow.db'}")[0]]
+    assert jobs and len({job.config_hash for job in jobs}) == len(jobs)
+    assert spec.stem == (f"{name}_quick" if quick else name)
+
+
+def test_the_shipped_tables_are_detection_privacy_and_cost():
+    assert {"detection", "privacy", "cost"} <= set(table_names(tables_dir()))
+
+
+def test_an_unknown_table_is_one_line_naming_the_tables(twinids_cli):
+    done = twinids_cli("reproduce", "detektion", "--quick")
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: no table 'detektion' in ") and "detection" in line
+
+
+def test_list_shows_each_table_with_its_caption(twinids_cli):
+    done = twinids_cli("reproduce", "--list")
+    assert done.returncode == 0, done.stderr
+    assert any(line.startswith("privacy ") and "ε" in line for line in done.stdout.splitlines())
+
+
+def test_a_table_runs_its_jobs_then_writes_md_csv_tex_and_figure_with_the_runs_behind_each_row(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY_TABLE)
+    spec = load_table("tiny", folder=tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    settings = ReproduceSettings([f"paths.output_dir={tmp_path / 'outputs'}"], launcher="debug", tracking_uri=uri,
+                                 command="twinids reproduce tiny")  # fmt: skip
+    result = reproduce_table(spec, settings, tmp_path / "results")
+    assert result.failed() == 0
+    names = sorted(path.name for path in result.written)
+    assert names == ["tiny.csv", "tiny.md", "tiny.png", "tiny.svg", "tiny.tex"]
+
+    table = pd.read_csv(tmp_path / "results" / "tiny.csv", comment="#")
+    assert list(table["privacy.name"]) == ["dp", "none"] and list(table["runs"]) == [1, 2]
+    finished = {o.run_id for s in result.summaries for o in s.outcomes}
+    assert set(" ".join(table["run_ids"]).split()) == finished
+    client = MlflowClient(uri)
+    for run_id in table["run_ids"][1].split():
+        assert client.get_run(run_id).data.params["privacy/name"] == "none"
+    f1 = [client.get_run(r).data.metrics["test/f1_macro"] for r in table["run_ids"][1].split()]
+    assert table["test/f1_macro mean"][1] == pytest.approx(sum(f1) / 2)
+
+    markdown = (tmp_path / "results" / "tiny.md").read_text()
+    assert markdown.startswith("# Tiny: macro-F1 against ε") and "## Provenance" in markdown
+    assert "`twinids reproduce tiny`" in markdown and "machine: " in markdown and "code: twinids " in markdown
+    assert "![test/f1_macro](tiny.png)" in markdown
+    latex = (tmp_path / "results" / "tiny.tex").read_text()
+    assert "\\caption{Tiny: macro-F1 against ε}" in latex and table["run_ids"][0] in latex
+
+    again = reproduce_table(spec, settings, tmp_path / "results")
+    assert {o.status for s in again.summaries for o in s.outcomes} == {"SKIPPED"}
+    assert pd.read_csv(io.StringIO((tmp_path / "results" / "tiny.csv").read_text()), comment="#").equals(table)
+
+
+def test_a_table_without_a_quick_variant_says_so(tmp_path):
+    (tmp_path / "plain.yaml").write_text("sweeps: [[model=lstm]]\nrows: [model.name]\nmetrics: [test/f1_macro]\n")
+    with pytest.raises(TwinIDSError, match="has no quick variant"):
+        load_table("plain", quick=True, folder=tmp_path)
+
+
+def test_tables_dir_prefers_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "experiments").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert tables_dir() == Path(tmp_path / "experiments").resolve()

@@ -1,0 +1,96 @@
+"""`twinids reproduce TABLE`: run what a table's sweeps still miss, then write the table from the runs behind it.
+
+Every job is a sweep job, so finished runs with the same resolved config are reused (config-hash resume);
+the table is built from exactly the runs of its jobs, never from whatever else the store holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from twinids.errors import TwinIDSError
+from twinids.studies.sweep import SweepSettings, SweepSummary, run_sweep
+from twinids.studies.sweep_jobs import FINISHED, SKIPPED, JobOutcome
+from twinids.studies.table_spec import TableSpec
+
+TABLE_TAG = "twinids.table"
+
+
+@dataclass(frozen=True)
+class ReproduceSettings:
+    """How to run a table's sweeps: extra overrides for every job, parallel jobs, launcher, store."""
+
+    overrides: Sequence[str] = ()
+    parallel_jobs: int = 1
+    launcher: str = "pool"
+    force: bool = False
+    tracking_uri: str | None = None
+    command: str = ""  # the command line that asked for the table, written beside it
+
+
+@dataclass(frozen=True)
+class ReproduceResult:
+    """The sweeps run for a table and the files written."""
+
+    summaries: list[SweepSummary]
+    written: list[Path] = field(default_factory=list)
+
+    def failed(self) -> int:
+        """Jobs that failed (their cells are missing from the table)."""
+        return sum(summary.counts()["FAILED"] for summary in self.summaries)
+
+
+def reproduce_table(
+    spec: TableSpec,
+    settings: ReproduceSettings,
+    out_dir: Path,
+    on_outcome: Callable[[JobOutcome], None] = lambda outcome: None,
+) -> ReproduceResult:
+    """Run the table's sweeps (only the missing jobs), then write `<out_dir>/<stem>.md|.csv|.tex` (and its figure).
+
+    Raises:
+        TwinIDSError: for a sweep that cannot be planned, or when no job of the table has a finished run.
+        JobInterrupted: after a signal, as `twinids sweep` does.
+    """
+    from twinids.studies.compare import compare_runs
+    from twinids.studies.table_report import TableReport, write_report
+    from twinids.studies.tracked_runs import RunSelection, load_runs
+
+    summaries = []
+    for sweep in spec.sweeps:
+        sweep_settings = SweepSettings(
+            [*sweep, *settings.overrides],
+            parallel_jobs=settings.parallel_jobs,
+            launcher=settings.launcher,
+            force=settings.force,
+            tracking_uri=settings.tracking_uri,
+            tags={TABLE_TAG: spec.stem},
+        )
+        summaries.append(run_sweep(sweep_settings, on_outcome))
+    run_ids = sorted({o.run_id for s in summaries for o in s.outcomes if o.status in (FINISHED, SKIPPED) and o.run_id})
+    if not run_ids:
+        raise TwinIDSError(f"table '{spec.name}': no job finished, so there is nothing to tabulate")
+    uri, experiment = _store_of(summaries[0])
+    selection = RunSelection(experiment, filter="attributes.run_id IN (" + ", ".join(f"'{r}'" for r in run_ids) + ")")
+    runs = load_runs(selection, uri)
+    comparison = compare_runs(runs, spec.rows, spec.metrics, spec.mix_data)
+    parents = [summary.parent_run_id for summary in summaries]
+    data_root = str(summaries[0].outcomes[0].job.config["data"].get("root", ""))
+    report = TableReport(spec, comparison, runs, parents, uri, settings.command, list(settings.overrides), data_root)
+    written = write_report(report, out_dir)
+    return ReproduceResult(summaries, written)
+
+
+def _store_of(summary: SweepSummary) -> tuple[str, str]:
+    """The tracking URI and experiment a sweep's jobs used."""
+    config = summary.outcomes[0].job.config
+    return str(config["tracking"]["uri"]), str(config["tracking"]["mlflow_experiment"])
+
+
+def sweep_commands(spec: TableSpec, overrides: Sequence[str]) -> list[str]:
+    """The `twinids sweep` commands equivalent to reproducing the table (shell-quoted)."""
+    import shlex
+
+    return ["twinids sweep " + shlex.join([*sweep, *overrides]) for sweep in spec.sweeps]

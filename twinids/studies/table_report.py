@@ -1,0 +1,124 @@
+"""Write a reproduced table as Markdown, CSV and LaTeX (and its figure), each saying where its numbers came from:
+the git commit, the machine, the commands, and the MLflow run ids behind every row."""
+
+from __future__ import annotations
+
+import datetime
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from twinids.errors import TwinIDSError
+from twinids.studies.compare import Comparison, key_column, row_label, shown_value
+from twinids.studies.table_format import render
+from twinids.studies.table_spec import TableSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class TableReport:
+    """A table's comparison and everything needed to say how it was made."""
+
+    spec: TableSpec
+    comparison: Comparison
+    runs: pd.DataFrame
+    parent_run_ids: list[str]
+    tracking_uri: str
+    command: str
+    overrides: list[str]  # added to every job of the table's sweeps
+    data_root: str
+
+    def run_ids_per_row(self) -> list[list[str]]:
+        """For each row of the table, the ids of the runs averaged into it."""
+        columns = [key_column(self.runs, key) for key in self.comparison.by]
+        labels = [tuple(shown_value(run[c]) for c in columns) for _, run in self.runs.iterrows()]
+        rows = []
+        for _, row in self.comparison.table.iterrows():
+            label = tuple(shown_value(row[key]) for key in self.comparison.by)
+            rows.append(sorted(run_id for run_id, lbl in zip(self.runs["run_id"], labels, strict=True) if lbl == label))
+        return rows
+
+    def provenance(self) -> list[str]:
+        """Lines saying how the table was made: when, code, machine, commands, store and sweep parent runs."""
+        from twinids.studies.reproduce import sweep_commands
+        from twinids.tracking.provenance import code_tags, machine_tags
+
+        code = code_tags().get("twinids.code_version", "unknown")
+        machine = ", ".join(f"{k.removeprefix('twinids.machine.')} {v}" for k, v in machine_tags().items())
+        versions = sorted(set(self.runs.get("tags.twinids.code_version", [])) - {None})
+        lines = [
+            f"generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by `{self.command}`",
+            f"code: twinids {code} (the runs: {', '.join(map(str, versions)) or 'unknown'})",
+            f"machine: {machine}",
+            f"data.root: {self.data_root} (datasets read from there; the simulator needs none)",
+            f"tracking store: {self.tracking_uri}; sweep parent runs: {', '.join(self.parent_run_ids)}",
+            "equivalent commands: " + "; ".join(f"`{c}`" for c in sweep_commands(self.spec, self.overrides)),
+        ]
+        return lines
+
+
+def write_report(report: TableReport, out_dir: Path) -> list[Path]:
+    """Write `<stem>.md`, `.csv`, `.tex` (and `.png`/`.svg` when the table has a figure); return the paths.
+
+    Raises:
+        TwinIDSError: if a file cannot be written.
+    """
+    stem = out_dir / report.spec.stem
+    texts = {stem.with_suffix(".md"): _markdown(report), stem.with_suffix(".csv"): _csv(report)}
+    texts[stem.with_suffix(".tex")] = _latex(report)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path, text in texts.items():
+            path.write_text(text)
+    except OSError as error:
+        raise TwinIDSError(f"cannot write the table into {out_dir}: {error.strerror}") from error
+    written = list(texts)
+    if report.spec.figure is not None:
+        from twinids.studies.comparison_plot import plot_metric
+
+        figure = report.spec.figure
+        keys = [key for key in report.comparison.by if key != figure["x"]]
+        written += plot_metric(
+            report.runs, stem.with_suffix(".png"), figure["metric"], figure["x"], keys, report.spec.mix_data
+        )
+    return written
+
+
+def _markdown(report: TableReport) -> str:
+    lines = [f"# {report.spec.caption}", "", render(report.comparison, "md").rstrip("\n"), ""]
+    if report.spec.figure is not None:
+        lines += [f"![{report.spec.figure['metric']}]({report.spec.stem}.png)", ""]
+    lines += ["Cells: mean ± std over seeds; `runs`: how many runs each row averages.", "", "## Provenance", ""]
+    lines += [f"- {line}" for line in report.provenance()]
+    lines += ["", "Runs behind each row:", ""]
+    for (_, row), run_ids in zip(report.comparison.table.iterrows(), report.run_ids_per_row(), strict=True):
+        lines.append(f"- {row_label(report.comparison.by, row)}: {', '.join(run_ids)}")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(report: TableReport) -> str:
+    """Tidy numbers with a `run_ids` column; provenance as leading `#` lines (`pandas.read_csv(comment="#")`)."""
+    import pandas as pd
+
+    table = pd.read_csv(io.StringIO(render(report.comparison, "csv")), keep_default_na=False)
+    table["run_ids"] = [" ".join(ids) for ids in report.run_ids_per_row()]
+    header = "".join(f"# {line}\n" for line in [report.spec.caption, *report.provenance()])
+    return header + table.to_csv(index=False, lineterminator="\n")
+
+
+def _latex(report: TableReport) -> str:
+    """A table float with the caption; provenance and run ids as comments."""
+    from twinids.studies.table_format import latex_text
+
+    comments = [f"% {line}" for line in report.provenance()]
+    comments += [
+        f"% {row_label(report.comparison.by, row)}: {' '.join(ids)}"
+        for (_, row), ids in zip(report.comparison.table.iterrows(), report.run_ids_per_row(), strict=True)
+    ]
+    body = render(report.comparison, "latex").rstrip("\n")
+    caption = latex_text(report.spec.caption)
+    floating = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", body, r"\end{table}"]
+    return "\n".join([*comments, *floating]) + "\n"

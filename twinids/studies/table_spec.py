@@ -1,0 +1,114 @@
+"""One paper table, declared in `experiments/<table>.yaml`: the sweeps that feed it and how it is laid out.
+
+```yaml
+caption: Detection on every dataset ...
+sweeps:                       # each a list of overrides with sweep syntax, as `twinids sweep` takes them
+  - ["data=synthetic_twin,nsl_kdd", "model=lstm,random_forest", "seed=0,1,2"]
+rows: [data.name, model.name] # config keys: one row per combination (seeds are averaged, mean ± std)
+metrics: [test/accuracy, test/f1_macro]   # one column each
+figure: {metric: test/f1_macro, x: privacy.target_epsilon}   # optional: compare's plot of one metric
+mix_data: true                # average runs made from different data (the simulator draws new data per seed)
+quick:                        # a variant that runs in minutes: replaces sweeps (and caption, if given)
+  sweeps: [["experiment=smoke", "data=synthetic_twin", "model=lstm,random_forest", "seed=0"]]
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twinids.errors import TwinIDSError
+
+TABLES_DIR = "experiments"
+KNOWN_KEYS = {"caption", "sweeps", "rows", "metrics", "figure", "mix_data", "quick"}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table (its full or its quick variant): sweeps to run, row keys, metric columns, caption and figure."""
+
+    name: str
+    path: Path
+    caption: str
+    sweeps: list[list[str]]
+    rows: list[str]
+    metrics: list[str]
+    figure: dict[str, str] | None
+    quick: bool
+    mix_data: bool = False
+
+    @property
+    def stem(self) -> str:
+        """File name of its results: `<table>` or `<table>_quick`."""
+        return f"{self.name}_quick" if self.quick else self.name
+
+
+def tables_dir() -> Path:
+    """Where tables are declared: `./experiments` if there is one, else the `experiments/` of this clone."""
+    local = Path(TABLES_DIR)
+    if local.is_dir():
+        return local.resolve()
+    return Path(__file__).resolve().parents[2] / TABLES_DIR
+
+
+def table_names(folder: Path) -> list[str]:
+    """The tables declared in a folder (one YAML file each)."""
+    return sorted(path.stem for path in folder.glob("*.yaml"))
+
+
+def load_table(name: str, quick: bool = False, folder: Path | None = None) -> TableSpec:
+    """Read and check `<folder>/<name>.yaml`, its quick variant if `quick`.
+
+    Raises:
+        TwinIDSError: for a table that does not exist (listing those that do) or a file that is not a valid
+            table, naming the file and the key.
+    """
+    from omegaconf import OmegaConf
+
+    folder = folder or tables_dir()
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(table_names(folder)) or "(none)"
+        raise TwinIDSError(f"no table '{name}' in {folder}; tables: {known} (see `twinids reproduce --list`)")
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if not isinstance(raw, dict):
+        raise TwinIDSError(f"{path}: a table is a mapping with sweeps, rows and metrics")
+    unknown = sorted(set(raw) - KNOWN_KEYS)
+    if unknown:
+        raise TwinIDSError(f"{path}: unknown key '{unknown[0]}'; known keys: {', '.join(sorted(KNOWN_KEYS))}")
+    variant = dict(raw)
+    if quick:
+        if not isinstance(raw.get("quick"), dict):
+            raise TwinIDSError(f"{path}: this table has no quick variant (a `quick:` mapping with its sweeps)")
+        variant.update(raw["quick"])
+    figure = variant.get("figure")
+    if figure is not None and (not isinstance(figure, dict) or "metric" not in figure):
+        raise TwinIDSError(f"{path}: figure must be a mapping with metric (and x, default privacy.target_epsilon)")
+    return TableSpec(
+        name=name,
+        path=path,
+        caption=str(variant.get("caption", name)),
+        sweeps=_sweeps(path, variant.get("sweeps")),
+        rows=_strings(path, "rows", variant.get("rows")),
+        metrics=_strings(path, "metrics", variant.get("metrics")),
+        figure=None if figure is None else {"metric": str(figure["metric"]), "x": str(figure.get("x", _X))},
+        quick=quick,
+        mix_data=bool(variant.get("mix_data", False)),
+    )
+
+
+_X = "privacy.target_epsilon"
+
+
+def _sweeps(path: Path, value: Any) -> list[list[str]]:
+    if not isinstance(value, list) or not value or not all(isinstance(sweep, list) and sweep for sweep in value):
+        raise TwinIDSError(f"{path}: sweeps must be a list of override lists, e.g. [[model=lstm,random_forest]]")
+    return [[str(item) for item in sweep] for sweep in value]
+
+
+def _strings(path: Path, key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise TwinIDSError(f"{path}: {key} must be a non-empty list")
+    return [str(item) for item in value]
