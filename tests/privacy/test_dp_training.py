@@ -227,3 +227,22 @@ def test_privacy_state_round_trips_accountant_history_and_sampler_rng(smoke_conf
         torch.rand(5, generator=first.privacy.sampler_generator),
         torch.rand(5, generator=second.privacy.sampler_generator),
     )
+
+
+def test_a_logical_batch_split_into_physical_batches_is_one_accounted_step(smoke_config, tmp_path):
+    overrides = ("privacy.noise_multiplier=1", "privacy.max_physical_batch_size=32", "trainer.limit_train_batches=1.0")
+    detector = dp_detector(smoke_config, tmp_path, *overrides)
+    detector.module.configure_optimizers()
+    loader = detector.privacy.training_loader(detector.datamodule.loader("train", 256, shuffle=True))
+    sizes = [len(batch[0]) for batch in loader]
+    assert max(sizes) <= 32 and len(sizes) > len(detector.privacy.private.data_loader)
+    assert not hasattr(loader, "__len__")  # Lightning must run each epoch to the loader's end, not to a count
+
+    result = train(
+        smoke_config(tmp_path, *DP, *overrides, "trainer.max_epochs=2", "callbacks.early_stopping.patience=10")
+    )
+    spent = result.privacy
+    assert spent["steps"] == spent["planned_steps"] == 2 * round(1 / spent["sample_rate"])
+    accountant = RDPAccountant()
+    accountant.history = [(spent["noise_multiplier"], spent["sample_rate"], spent["steps"])]
+    assert spent["epsilon"] == pytest.approx(accountant.get_epsilon(delta=1e-5), rel=1e-12)

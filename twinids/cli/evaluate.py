@@ -13,10 +13,11 @@ def eval_command(
     tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: ./mlruns SQLite)."),
 ) -> None:
     """Evaluate a trained run on its test split (or on other data via overrides)."""
-    from twinids.cli.output import print_metrics
     from twinids.training.evaluate import evaluate
 
     result = evaluate(source, list(overrides or []), tracking_uri)
+    from twinids.cli.output import print_metrics  # imports torch: only after the job, so mistakes fail fast
+
     print_metrics(
         f"test metrics — evaluation of {source}",
         result.metrics,

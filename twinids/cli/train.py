@@ -36,10 +36,11 @@ def train_command(
             raise TwinIDSError(f"--cfg takes 'job' (print the composed config); got '{cfg}'")
         typer.echo(to_yaml(config), nl=False)
         return
-    from twinids.cli.output import print_metrics
     from twinids.training.train import train
 
     result = train(config, overrides, resume=checkpoint, resume_run_id=run_id)
+    from twinids.cli.output import print_metrics  # imports torch: only after the job, so mistakes fail fast
+
     details = {"run id": result.run_id, "checkpoint": str(result.checkpoint)}
     if result.privacy is not None:
         details["privacy"] = f"ε = {result.privacy['epsilon']:.4f} at δ = {result.privacy['delta']:g} " + (

@@ -280,16 +280,19 @@ def _class_codes(frame: pd.DataFrame, train_mask: np.ndarray, classes: str) -> t
             f"attack types {unseen} appear in val/test but never in training, so multiclass targets are "
             "undefined; use data.classes=binary or a coarser attack grouping for this dataset"
         )
-    code_of = {name: code for code, name in enumerate(class_names)}
-    return class_names, np.vectorize(code_of.__getitem__, otypes=[np.int64])(names)
+    return class_names, _codes(names, class_names)
 
 
 def _attack_codes(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     """Attack type names over all splits (normal first) and each row's index into them."""
     names = _attack_name_per_row(frame)
-    attack_names = [NORMAL, *sorted(set(names) - {NORMAL})]
-    code_of = {name: code for code, name in enumerate(attack_names)}
-    return attack_names, np.vectorize(code_of.__getitem__, otypes=[np.int64])(names)
+    attack_names = [NORMAL, *sorted(set(pd.unique(names)) - {NORMAL})]
+    return attack_names, _codes(names, attack_names)
+
+
+def _codes(names: np.ndarray, vocabulary: list[str]) -> np.ndarray:
+    """Each name's index in `vocabulary` (every name must be in it), vectorised through pandas."""
+    return pd.Categorical(names, categories=vocabulary).codes.astype(np.int64)
 
 
 def _attack_name_per_row(frame: pd.DataFrame) -> np.ndarray:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from twinids.cpu_policy import usable_cores, wait_policy
 from twinids.errors import TwinIDSError
 from twinids.studies.sweep_jobs import (
     FAILED,
@@ -33,17 +34,11 @@ STOP_GRACE_S = 60.0  # how long stopped jobs get to end their runs KILLED before
 def thread_policy(parallel_jobs: int, cores: int | None = None, load: float | None = None) -> ThreadPolicy:
     """Threads and OpenMP wait policy for one of `parallel_jobs` processes sharing this machine's cores.
 
-    Each job gets its share of the cores. Measured on the 2-core machines (nn.LSTM train step, README): one job
-    alone on a quiet machine runs about 2x faster with OpenMP's default waits (spin, then sleep) than with
-    PASSIVE, but 5-30x slower when other processes compete for the cores, where PASSIVE keeps its speed. So
-    one job gets the default waits only while the machine is quiet (1-minute load average below half the
-    cores when the sweep starts), and jobs sharing the cores always get PASSIVE.
+    Each job gets its share of the cores; the wait policy is `twinids.cpu_policy.wait_policy`'s: one job keeps
+    the default waits only while the machine is quiet when the sweep starts, jobs sharing the cores get PASSIVE.
     """
-    cores = cores or len(os.sched_getaffinity(0))
-    load = os.getloadavg()[0] if load is None else load
-    threads = max(1, cores // parallel_jobs)
-    quiet = load < cores / 2
-    return ThreadPolicy(threads, None if parallel_jobs == 1 and quiet else "PASSIVE")
+    cores = cores or usable_cores()
+    return ThreadPolicy(max(1, cores // parallel_jobs), wait_policy(parallel_jobs, cores, load))
 
 
 class Launcher(Protocol):

@@ -12,12 +12,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from twinids.cpu_policy import WAIT_POLICY_ENV
 from twinids.tracking.config_hash import CONFIG_HASH_TAG
 
 FINISHED, FAILED, KILLED, SKIPPED = "FINISHED", "FAILED", "KILLED", "SKIPPED"
 ATTEMPT_TAG = "twinids.sweep_attempt"  # one token per submitted job: finds its run after a crash or a kill
 PARENT_TAG = "mlflow.parentRunId"
-WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
 
 
 @dataclass(frozen=True)

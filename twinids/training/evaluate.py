@@ -29,17 +29,15 @@ def evaluate(
     recomposed from the run's original overrides followed by the new ones. A new run is logged, tagged
     with the source run id; for a DP-trained model it also carries the ε and δ that training spent.
     """
-    import pytorch_lightning as pl
-
     from twinids.config import compose
     from twinids.data.registry import build_windows
     from twinids.tracking.queries import download_checkpoint
     from twinids.tracking.run import start_run, temporary_directory
     from twinids.training.checkpoint_io import read_card
     from twinids.training.detector import JobContext, make_detector
-    from twinids.training.job import job_tags, log_confusion, log_privacy, provenance, quiet_libraries
+    from twinids.training.job import job_tags, log_confusion, log_privacy, provenance, quiet_libraries, quiet_tracking
 
-    quiet_libraries()
+    quiet_tracking()
     with temporary_directory() as scratch:
         path = Path(source)
         from_file = path.suffix in CHECKPOINT_SUFFIXES or path.exists()
@@ -50,9 +48,13 @@ def evaluate(
             cfg.transfer.plan = card.config["transfer"]["plan"]  # the architecture the checkpoint was trained as
         for key in config_drift(card.config, cfg, overrides)[:5]:
             print(f"warning: {key} differs from the trained run's config (configs/ changed since?)", file=sys.stderr)
-        pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-        data = build_windows(cfg.data, evaluated_splits=("test",))
+        data = build_windows(cfg.data, evaluated_splits=("test",))  # reads no global RNG
         check_compatible(card.feature_names, card.class_names, data.feature_names, data.class_names)
+
+        import pytorch_lightning as pl  # slow: only once the checkpoint, config and data are known to fit
+
+        quiet_libraries()
+        pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
         detector = make_detector(cfg, data, training=False)
         detector.load(checkpoint)
         run_tags = {

@@ -98,10 +98,16 @@ def log_privacy(run: Any, summary: Mapping[str, Any] | None) -> None:
     run.log_metrics(final, step=int(summary["steps"]))
 
 
-def quiet_libraries() -> None:
-    """Keep library chatter (device summaries, dataloader hints, metric warnings) out of the command's output."""
+def quiet_tracking() -> None:
+    """Keep MLflow's store set-up lines and progress bars out of the output; cheap, so call it before any store."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter (device summaries, dataloader hints, metric warnings) out of the command's output."""
+    quiet_tracking()
     import pytorch_lightning  # noqa: F401  (its import sets its loggers to INFO; lower them afterwards)
 
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "mlflow", "opacus"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
@@ -20,7 +21,7 @@ from twinids.errors import TwinIDSError
 from twinids.models.build import build_net
 from twinids.training.checkpoint_io import TORCH_SUFFIX, load_torch_checkpoint, save_torch_checkpoint
 from twinids.training.detector import JobContext, TestReport
-from twinids.training.model_card import CARD_KEY, ModelCardCallback
+from twinids.training.model_card import CARD_KEY, ModelCard
 from twinids.training.trainer_settings import check_trainer_settings, planned_steps_per_epoch
 
 
@@ -174,3 +175,13 @@ def _check_optimizer(module: Any) -> None:
         raise TwinIDSError(f"model.module.optimizer: {str(error).splitlines()[0]}") from None
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TwinIDSError("model.module.optimizer must build one torch optimiser (a `_partial_: true` node)")
+
+
+class ModelCardCallback(pl.Callback):
+    """Stores the model card in every checkpoint Lightning writes."""
+
+    def __init__(self, card: ModelCard) -> None:
+        self.card = card
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint[CARD_KEY] = self.card.to_dict()

@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from twinids.errors import TwinIDSError
@@ -61,13 +60,3 @@ class ModelCard:
             )
         except (KeyError, TypeError) as error:
             raise TwinIDSError(f"{source} holds an incomplete twinids model card ({error})") from None
-
-
-class ModelCardCallback(pl.Callback):
-    """Stores the model card in every checkpoint Lightning writes."""
-
-    def __init__(self, card: ModelCard) -> None:
-        self.card = card
-
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        checkpoint[CARD_KEY] = self.card.to_dict()

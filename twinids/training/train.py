@@ -38,8 +38,6 @@ def train(
         extra_callbacks: more Lightning callbacks for the training loop (e.g. a tuning trial's pruning);
             detectors without epochs ignore them.
     """
-    import pytorch_lightning as pl
-
     from twinids.config import require_complete
     from twinids.data.registry import build_windows
     from twinids.tracking.config_hash import CONFIG_HASH_TAG, config_hash
@@ -59,9 +57,12 @@ def train(
     require_complete(cfg)
     check_job_settings(cfg)
     hashed = {CONFIG_HASH_TAG: config_hash(cfg)}  # of the config as composed, before a detector resolves anything
+    data = build_windows(cfg.data)  # reads no global RNG; data mistakes surface before the slow Lightning import
+
+    import pytorch_lightning as pl
+
     quiet_libraries()
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    data = build_windows(cfg.data)
     detector = make_detector(cfg, data)
 
     run_tags = {**job_tags(cfg, "train"), **hashed, **provenance(cfg, data), **(tags or {})}
