@@ -12,6 +12,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Test workers (pytest -n) and the twinids processes they start share the cores: spinning OpenMP waits would
+# make every one of them many times slower (README, "Threads"). Set before any test module imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def shared_datasets_dir() -> Path:
     """The folder of real datasets: $TWINIDS_SHARED_DATASETS, else ../shared/datasets beside the repo."""
