@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ TARGETS = (
     Target(
         "dp_epoch_vs_plain_epoch_ratio", "DP epoch / plain epoch, default LSTM and data, Lightning", 2.5, False, "x"
     ),
+    Target("hybrid_dp_step_vs_plain_ratio", "hybrid (LSTM+SAE+MHA) DP step / its plain step", 3.0, False, "x"),
     Target("loop_overhead_ratio", "twinids Lightning loop / plain PyTorch loop", 1.10, False, "x"),
     Target("inference_windows_per_s", "LSTM detector inference", 100_000, True, " windows/s"),
     Target("windowing_s_1m_rows", "windows for 1M rows x 40 features", 2.0, False, " s"),
@@ -38,16 +40,19 @@ TARGETS = (
 )
 
 
-def machine_description(device: str) -> dict[str, str]:
-    """What the figures were measured on."""
+def machine_description(device: str, load_before: float | None = None) -> dict[str, str]:
+    """What the figures were measured on, and how busy the machine was (neighbours slow torch several times)."""
     import torch
 
+    before = "?" if load_before is None else f"{load_before:.2f}"
     description = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "cpus": str(__import__("os").cpu_count()),
+        "cpus": str(os.cpu_count()),
         "torch": torch.__version__,
         "torch_threads": str(torch.get_num_threads()),
         "device": device,
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "OpenMP default"),
+        "1-min load before / after": f"{before} / {os.getloadavg()[0]:.2f}",
     }
     if device == "cuda" and torch.cuda.is_available():
         description["gpu"] = torch.cuda.get_device_name(0)

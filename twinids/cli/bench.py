@@ -16,6 +16,7 @@ def bench_command(
 ) -> None:
     """Measure DP step cost, training-loop overhead, inference rate, windowing and start-up time."""
     import json
+    import os
 
     from twinids.bench.report import machine_description, markdown_table, run_all
     from twinids.errors import TwinIDSError
@@ -27,8 +28,9 @@ def bench_command(
 
         if not torch.cuda.is_available():
             raise TwinIDSError("--device cuda: no CUDA GPU is visible to torch on this machine")
+    load_before = os.getloadavg()[0]
     results = run_all(device, threads, quick)
-    machine = machine_description(device)
+    machine = machine_description(device, load_before)
     table = markdown_table(results, machine)
     if write is not None:
         write.parent.mkdir(parents=True, exist_ok=True)
