@@ -292,7 +292,10 @@ def _attack_codes(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
 
 def _codes(names: np.ndarray, vocabulary: list[str]) -> np.ndarray:
     """Each name's index in `vocabulary` (every name must be in it), vectorised through pandas."""
-    return pd.Categorical(names, categories=vocabulary).codes.astype(np.int64)
+    codes = pd.Categorical(names, categories=vocabulary).codes.astype(np.int64)
+    if (codes < 0).any():  # pandas codes a name outside the categories as -1
+        raise ValueError(f"names outside {vocabulary}: {sorted(set(names[codes < 0]))[:5]}")
+    return codes
 
 
 def _attack_name_per_row(frame: pd.DataFrame) -> np.ndarray:
