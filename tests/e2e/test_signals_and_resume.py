@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from opacus.accountants import RDPAccountant
 
 pytestmark = pytest.mark.slow
@@ -144,6 +145,9 @@ def test_a_killed_dp_run_resumed_spends_the_epsilon_of_an_uninterrupted_one(tmp_
     process = start(killed, "train", *dp)
     wait_for(checkpoint_written(killed), process)
     stop(process, signal.SIGTERM)
+    killed_at_ms = time.time() * 1000
+    [checkpoint] = killed.glob("outputs/*/checkpoints/last.ckpt")
+    steps_in_checkpoint = torch.load(checkpoint, weights_only=True)["global_step"]
     [run] = runs(killed)
     assert run.info.status == "KILLED"
     resumed = start(killed, "train", "--resume", run.info.run_id)
@@ -153,6 +157,9 @@ def test_a_killed_dp_run_resumed_spends_the_epsilon_of_an_uninterrupted_one(tmp_
     assert run.info.status == "FINISHED"
     spent = run.data.params
     assert int(spent["privacy.steps"]) == int(spent["privacy.planned_steps"])
+    # Continued from the checkpoint, not restarted: every ε the resumed process logged is past its steps.
+    history = client(killed).get_metric_history(run.info.run_id, "privacy/epsilon")
+    assert min(m.step for m in history if m.timestamp > killed_at_ms) > steps_in_checkpoint
 
     _, stderr = uninterrupted.communicate(timeout=300)
     assert uninterrupted.returncode == 0, stderr
