@@ -164,6 +164,18 @@ def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
+def load_spec(path: Path, description: str, known_keys: set[str]) -> dict:
+    """A YAML file of named settings (a reproduce table, a search space) as a dict; anything other than a
+    mapping of `known_keys` is one error line naming the file."""
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if not isinstance(raw, dict):
+        raise TwinIDSError(f"{path}: {description}")
+    unknown = sorted(set(raw) - known_keys)
+    if unknown:
+        raise TwinIDSError(f"{path}: unknown key '{unknown[0]}'; known keys: {', '.join(sorted(known_keys))}")
+    return raw
+
+
 def to_yaml(cfg: DictConfig) -> str:
     """The config as YAML text, as it is printed by `--cfg job` and logged with each run."""
     return OmegaConf.to_yaml(cfg, resolve=True)

@@ -38,8 +38,8 @@ def test_every_shipped_table_plans_into_jobs_that_compose(name, quick, tmp_path)
     assert spec.stem == (f"{name}_quick" if quick else name)
 
 
-def test_the_shipped_tables_are_detection_privacy_and_cost():
-    assert {"detection", "privacy", "cost"} <= set(table_names(tables_dir()))
+def test_the_shipped_tables_are_detection_privacy_cost_and_learned_twins():
+    assert {"detection", "privacy", "cost", "learned_twins"} <= set(table_names(tables_dir()))
 
 
 def test_an_unknown_table_is_one_line_naming_the_tables(twinids_cli):
@@ -86,6 +86,19 @@ def test_a_table_runs_its_jobs_then_writes_md_csv_tex_and_figure_with_the_runs_b
     again = reproduce_table(spec, settings, tmp_path / "results")
     assert {o.status for s in again.summaries for o in s.outcomes} == {"SKIPPED"}
     assert pd.read_csv(io.StringIO((tmp_path / "results" / "tiny.csv").read_text()), comment="#").equals(table)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("sweeps: [[model=lstm]]\ncolumns: [x]\n", r"odd\.yaml: unknown key 'columns'; known keys: caption"),
+        ("- a\n", "a mapping"),
+    ],
+)
+def test_a_table_with_an_unknown_key_or_not_a_mapping_names_the_file(tmp_path, content, message):
+    (tmp_path / "odd.yaml").write_text(content)
+    with pytest.raises(TwinIDSError, match=message):
+        load_table("odd", folder=tmp_path)
 
 
 def test_a_table_without_a_quick_variant_says_so(tmp_path):

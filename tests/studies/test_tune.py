@@ -50,6 +50,19 @@ def test_an_unknown_search_space_lists_those_there_are():
         load_search_space("nope")
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("metrics: val/f1_macro\n", r"odd\.yaml: unknown key 'metrics'; known keys: direction, metric"),
+        ("- a\n", "a mapping"),
+    ],
+)
+def test_a_search_space_with_an_unknown_key_or_not_a_mapping_names_the_file(user_search, content, message):
+    (user_search / "odd.yaml").write_text(content)
+    with pytest.raises(TwinIDSError, match=message):
+        load_search_space("odd")
+
+
 def test_a_bad_parameter_names_the_file_and_the_key(user_search):
     (user_search / "bad.yaml").write_text("params:\n  model.module.optimizer.lr: {type: float, low: 1, high: 0}\n")
     with pytest.raises(

@@ -92,20 +92,13 @@ def load_search_space(name: str) -> SearchSpace:
         TwinIDSError: for an unknown name (listing those there are) or a file that is not a valid search space,
             naming the file and the key.
     """
-    from omegaconf import OmegaConf
-
-    from twinids.config import config_file, group_options
+    from twinids.config import config_file, group_options, load_spec
 
     path = config_file(SEARCH_GROUP, name)
     if path is None:
         options = ", ".join(group_options(SEARCH_GROUP)) or "(none)"
         raise TwinIDSError(f"no search space '{name}' (configs/search/{name}.yaml); search spaces: {options}")
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    if not isinstance(raw, dict):
-        raise TwinIDSError(f"{path}: a search space is a mapping with metric, direction, n_trials and params")
-    unknown = sorted(set(raw) - KNOWN_KEYS)
-    if unknown:
-        raise TwinIDSError(f"{path}: unknown key '{unknown[0]}'; known keys: {', '.join(sorted(KNOWN_KEYS))}")
+    raw = load_spec(path, "a search space is a mapping with metric, direction, n_trials and params", KNOWN_KEYS)
     direction = raw.get("direction", "maximize")
     if direction not in DIRECTIONS:
         raise TwinIDSError(f"{path}: direction must be maximize or minimize; got {direction!r}")

@@ -65,19 +65,14 @@ def load_table(name: str, quick: bool = False, folder: Path | None = None) -> Ta
         TwinIDSError: for a table that does not exist (listing those that do) or a file that is not a valid
             table, naming the file and the key.
     """
-    from omegaconf import OmegaConf
+    from twinids.config import load_spec
 
     folder = folder or tables_dir()
     path = folder / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(table_names(folder)) or "(none)"
         raise TwinIDSError(f"no table '{name}' in {folder}; tables: {known} (see `twinids reproduce --list`)")
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    if not isinstance(raw, dict):
-        raise TwinIDSError(f"{path}: a table is a mapping with sweeps, rows and metrics")
-    unknown = sorted(set(raw) - KNOWN_KEYS)
-    if unknown:
-        raise TwinIDSError(f"{path}: unknown key '{unknown[0]}'; known keys: {', '.join(sorted(KNOWN_KEYS))}")
+    raw = load_spec(path, "a table is a mapping with sweeps, rows and metrics", KNOWN_KEYS)
     variant = dict(raw)
     if quick:
         if not isinstance(raw.get("quick"), dict):
