@@ -10,7 +10,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from twinids.studies.benchmark import write_synthetic_runs
+from twinids.bench.compare_store import write_synthetic_runs
 
 RunLogger = Callable[..., str]
 

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from twinids.errors import TwinIDSError
-from twinids.studies.compare import compare_runs, default_keys, shown_value
-from twinids.studies.tracked_runs import RunSelection, load_runs
+from twinids.results.compare import compare_runs, default_keys, shown_value
+from twinids.results.tracked_runs import RunSelection, load_runs
 
 
 def runs_of(store_uri: str, **selection):

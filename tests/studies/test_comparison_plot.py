@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from twinids.errors import TwinIDSError
-from twinids.studies.comparison_plot import plot_metric
-from twinids.studies.tracked_runs import RunSelection, load_runs
+from twinids.results.comparison_plot import plot_metric
+from twinids.results.tracked_runs import RunSelection, load_runs
 
 
 def test_metric_against_epsilon_is_drawn_per_model_with_non_private_runs_at_infinity(synthetic_store, tmp_path):

@@ -21,7 +21,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from twinids.errors import TwinIDSError
-from twinids.studies.dashboard import (
+from twinids.tracking.dashboard import (
     VIEW_COLUMNS,
     VIEW_TAG,
     choose_port,

@@ -6,10 +6,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from twinids.errors import TwinIDSError
-from twinids.studies.launchers import PoolLauncher, make_launcher, thread_policy
-from twinids.studies.submitit_launcher import SlurmSettings, slurm_parameters
-from twinids.studies.sweep import SweepSettings, run_sweep
-from twinids.studies.sweep_jobs import ThreadPolicy, worker_state
+from twinids.launch.launchers import PoolLauncher, make_launcher, thread_policy
+from twinids.launch.submitit_launcher import SlurmSettings, slurm_parameters
+from twinids.launch.sweep import SweepSettings, run_sweep
+from twinids.launch.sweep_jobs import ThreadPolicy, worker_state
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from twinids.errors import TwinIDSError
-from twinids.studies.reproduce import ReproduceSettings, reproduce_table
-from twinids.studies.sweep import plan_jobs
-from twinids.studies.table_spec import load_table, table_names, tables_dir
+from twinids.launch.reproduce import ReproduceSettings, reproduce_table
+from twinids.launch.sweep import plan_jobs
+from twinids.results.table_spec import load_table, table_names, tables_dir
 
 TINY_TABLE = """\
 caption: "Tiny: macro-F1 against ε"

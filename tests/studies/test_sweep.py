@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from twinids.errors import TwinIDSError
-from twinids.studies.sweep import SweepSettings, plan_jobs, run_sweep
+from twinids.launch.sweep import SweepSettings, plan_jobs, run_sweep
 from twinids.tracking.config_hash import config_hash
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from twinids.config import group_options
 from twinids.errors import TwinIDSError
-from twinids.studies.sweep_plan import expand_sweep
+from twinids.launch.sweep_plan import expand_sweep
 
 OPTIONS = {"model": ["lstm", "lstm_sae_mha", "random_forest"], "data": ["nsl_kdd", "unsw_nb15", "synthetic_twin"]}
 

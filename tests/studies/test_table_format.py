@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from twinids.errors import TwinIDSError
-from twinids.studies.compare import compare_runs
-from twinids.studies.table_format import format_for, render
-from twinids.studies.tracked_runs import RunSelection, load_runs
+from twinids.results.compare import compare_runs
+from twinids.results.table_format import format_for, render
+from twinids.results.tracked_runs import RunSelection, load_runs
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from twinids.results import sqlite_runs
 
 from twinids.errors import TwinIDSError
-from twinids.studies import sqlite_runs
-from twinids.studies.tracked_runs import RunSelection, filter_string, load_runs, parse_tag_filters
+from twinids.results.tracked_runs import RunSelection, filter_string, load_runs, parse_tag_filters
 
 
 def read(store_uri: str, **selection) -> pd.DataFrame:

@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 
 from twinids.config import compose, group_options
 from twinids.errors import TwinIDSError
-from twinids.studies.search_space import load_search_space
-from twinids.studies.tune import TuneSettings, run_tune
+from twinids.launch.search_space import load_search_space
+from twinids.launch.tune import TuneSettings, run_tune
 
 TINY_SPACE = """\
 metric: val/f1_macro
@@ -109,7 +109,7 @@ def test_trials_are_child_runs_of_one_parent_and_a_rerun_only_adds_the_missing_t
 
 
 def test_a_pruned_trial_stops_training_and_its_run_still_ends_finished(tmp_path, smoke_config):
-    from twinids.studies.pruning import TrialPruning
+    from twinids.launch.pruning import TrialPruning
     from twinids.training.train import train
 
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))

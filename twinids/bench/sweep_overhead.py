@@ -28,7 +28,7 @@ def measure_sweep_overhead(
     Raises:
         TwinIDSError: if a job of the benchmark sweep does not finish.
     """
-    from twinids.studies.sweep import SweepSettings, run_sweep
+    from twinids.launch.sweep import SweepSettings, run_sweep
     from twinids.tracking.store import prepare_store
 
     with tempfile.TemporaryDirectory(prefix="twinids-sweep-bench-") as scratch:

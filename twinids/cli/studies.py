@@ -35,9 +35,9 @@ def compare_command(
     tracking_uri: str = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
 ) -> None:
     """Aggregate tracked runs over seeds (mean ± std, run count) grouped by config keys, as a table or plot."""
-    from twinids.studies.compare import compare_runs
-    from twinids.studies.table_format import format_for, print_table, render, write_table
-    from twinids.studies.tracked_runs import RunSelection, configured_experiment, load_runs, parse_tag_filters
+    from twinids.results.compare import compare_runs
+    from twinids.results.table_format import format_for, print_table, render, write_table
+    from twinids.results.tracked_runs import RunSelection, configured_experiment, load_runs, parse_tag_filters
     from twinids.tracking.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -56,7 +56,7 @@ def compare_command(
         where = f"children of run {parent}" if parent else f"experiment '{experiment}'"
         print_table(comparison, f"{comparison.n_runs} runs in {len(comparison.table)} groups — {where}")
     if plot is not None:
-        from twinids.studies.comparison_plot import plot_metric
+        from twinids.results.comparison_plot import plot_metric
 
         written = plot_metric(runs, plot, comparison.metrics[0], x, keys, mix_data)
         typer.echo("wrote " + " and ".join(str(path) for path in written))
@@ -75,8 +75,8 @@ def dashboard_command(
 ) -> None:
     """Start the MLflow UI on the tracking store and print the address of the experiment's training runs."""
     from twinids.errors import TwinIDSError
-    from twinids.studies.dashboard import start_dashboard
-    from twinids.studies.tracked_runs import configured_experiment
+    from twinids.results.tracked_runs import configured_experiment
+    from twinids.tracking.dashboard import start_dashboard
     from twinids.tracking.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -118,7 +118,7 @@ def sweep_command(
 ) -> None:
     """Run every job of a sweep as a child of one MLflow parent run; jobs a finished run holds are skipped."""
     from twinids.errors import TwinIDSError
-    from twinids.studies.sweep_plan import expand_sweep
+    from twinids.launch.sweep_plan import expand_sweep
 
     if dry_run:
         planned = expand_sweep(overrides or [])
@@ -127,8 +127,8 @@ def sweep_command(
             typer.echo(f"{number:>{width}}  {' '.join(job)}")
         typer.echo(f"{len(planned)} job{'s' if len(planned) != 1 else ''}")
         return
-    from twinids.studies.submitit_launcher import SlurmSettings
-    from twinids.studies.sweep import SweepSettings, run_sweep
+    from twinids.launch.submitit_launcher import SlurmSettings
+    from twinids.launch.sweep import SweepSettings, run_sweep
 
     slurm = SlurmSettings(partition, timeout_min, cpus, mem_gb, gpus, submitit_folder)
     settings = SweepSettings(overrides or [], jobs, launcher, force, tracking_uri, slurm, submitit_folder)
@@ -151,7 +151,7 @@ def tune_command(
     tracking_uri: str = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
 ) -> None:
     """Search hyper-parameters with Optuna; trials are child runs of one parent; a re-run resumes the study."""
-    from twinids.studies.tune import TuneSettings, run_tune
+    from twinids.launch.tune import TuneSettings, run_tune
 
     settings = TuneSettings(search, overrides or [], n_trials, study, storage, tracking_uri, prune)
     summary = run_tune(settings, lambda trial: typer.echo(trial.line()))
@@ -178,8 +178,8 @@ def reproduce_command(
     import shlex
 
     from twinids.errors import TwinIDSError
-    from twinids.studies.reproduce import ReproduceSettings, reproduce_table
-    from twinids.studies.table_spec import load_table, table_names, tables_dir
+    from twinids.launch.reproduce import ReproduceSettings, reproduce_table
+    from twinids.results.table_spec import load_table, table_names, tables_dir
 
     folder = tables_dir()
     if list_tables:

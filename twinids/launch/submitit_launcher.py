@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from twinids.errors import TwinIDSError
-from twinids.studies.sweep_jobs import FAILED, KILLED, JobOutcome, SweepJob, ThreadPolicy, run_job, run_job_in_worker
+from twinids.launch.sweep_jobs import FAILED, KILLED, JobOutcome, SweepJob, ThreadPolicy, run_job, run_job_in_worker
 
 POLL_S = 0.5  # how often submitted jobs are polled
 

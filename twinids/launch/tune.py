@@ -15,9 +15,9 @@ from typing import Any
 
 from twinids.errors import TwinIDSError
 from twinids.interrupts import JobInterrupted
-from twinids.studies.search_space import SearchSpace, load_search_space
-from twinids.studies.sweep_jobs import CONFIG_HASH_TAG, PARENT_TAG
-from twinids.studies.sweep_runs import PRUNED_TAG
+from twinids.launch.search_space import SearchSpace, load_search_space
+from twinids.launch.sweep_jobs import CONFIG_HASH_TAG, PARENT_TAG
+from twinids.launch.sweep_runs import PRUNED_TAG
 
 STUDY_TAG = "twinids.tune_study"
 DEFAULT_STORAGE = Path("mlruns") / "optuna.db"
@@ -80,7 +80,7 @@ def run_tune(settings: TuneSettings, on_trial: Callable[[TrialOutcome], None] = 
     import optuna
 
     from twinids.config import compose
-    from twinids.studies.sweep_runs import earlier_parent
+    from twinids.launch.sweep_runs import earlier_parent
     from twinids.tracking.run import start_run
     from twinids.tracking.store import prepare_store, resolve_tracking_uri
 
@@ -195,7 +195,7 @@ class _Trials:
             tags[STUDY_TAG] = self.study.study_name
             extra = {}
             if self.prune and self.space.pruner is not None and cfg.model.get("detector") == "lightning":
-                from twinids.studies.pruning import TrialPruning
+                from twinids.launch.pruning import TrialPruning
 
                 pruning = TrialPruning(trial, self.space.metric)
                 extra["extra_callbacks"] = [pruning]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from twinids.errors import TwinIDSError
-from twinids.studies.sqlite_runs import Record
+from twinids.results.sqlite_runs import Record
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,7 +81,7 @@ def load_runs(selection: RunSelection, tracking_uri: str) -> pd.DataFrame:
     """
     import pandas as pd
 
-    from twinids.studies.sqlite_runs import SqliteRunReader, understands
+    from twinids.results.sqlite_runs import SqliteRunReader, understands
     from twinids.tracking.store import sqlite_database, store_errors
 
     database = sqlite_database(tracking_uri)

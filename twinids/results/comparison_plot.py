@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from twinids.errors import TwinIDSError
-from twinids.studies.compare import compare_runs, default_keys, key_column, shown_value
+from twinids.results.compare import compare_runs, default_keys, key_column, shown_value
 
 if TYPE_CHECKING:
     import pandas as pd

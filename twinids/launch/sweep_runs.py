@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from twinids.studies.sweep_jobs import ATTEMPT_TAG, CONFIG_HASH_TAG, FAILED, FINISHED, JobOutcome, child_tags
+from twinids.launch.sweep_jobs import ATTEMPT_TAG, CONFIG_HASH_TAG, FAILED, FINISHED, JobOutcome, child_tags
 
 JOB_TAG = "twinids.job"
 PRUNED_TAG = "twinids.pruned"  # a tuning trial stopped early: trained fewer epochs than its config says

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from twinids.errors import TwinIDSError
-from twinids.studies.compare import Comparison, shown_value
+from twinids.results.compare import Comparison, shown_value
 
 FORMATS = {"md": ".md", "csv": ".csv", "latex": ".tex"}
 UNSET = "—"

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from twinids.errors import TwinIDSError
-from twinids.studies.sweep import SweepSettings, SweepSummary, run_sweep
-from twinids.studies.sweep_jobs import FINISHED, SKIPPED, JobOutcome
-from twinids.studies.table_spec import TableSpec
+from twinids.launch.sweep import SweepSettings, SweepSummary, run_sweep
+from twinids.launch.sweep_jobs import FINISHED, SKIPPED, JobOutcome
+from twinids.results.table_spec import TableSpec
 
 TABLE_TAG = "twinids.table"
 
@@ -54,9 +54,9 @@ def reproduce_table(
         TwinIDSError: for a sweep that cannot be planned, or when no job of the table has a finished run.
         JobInterrupted: after a signal, as `twinids sweep` does.
     """
-    from twinids.studies.compare import compare_runs
-    from twinids.studies.table_report import TableReport, write_report
-    from twinids.studies.tracked_runs import RunSelection, load_runs
+    from twinids.results.compare import compare_runs
+    from twinids.results.table_report import TableReport, write_report
+    from twinids.results.tracked_runs import RunSelection, load_runs
 
     summaries = []
     for sweep in spec.sweeps:
@@ -87,10 +87,3 @@ def _store_of(summary: SweepSummary) -> tuple[str, str]:
     """The tracking URI and experiment a sweep's jobs used."""
     config = summary.outcomes[0].job.config
     return str(config["tracking"]["uri"]), str(config["tracking"]["mlflow_experiment"])
-
-
-def sweep_commands(spec: TableSpec, overrides: Sequence[str]) -> list[str]:
-    """The `twinids sweep` commands equivalent to reproducing the table (shell-quoted)."""
-    import shlex
-
-    return ["twinids sweep " + shlex.join([*sweep, *overrides]) for sweep in spec.sweeps]

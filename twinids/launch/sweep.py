@@ -18,9 +18,9 @@ from pathlib import Path
 
 from twinids.errors import TwinIDSError
 from twinids.interrupts import HANDLED_SIGNALS, JobInterrupted
-from twinids.studies.launchers import Launcher, make_launcher
-from twinids.studies.submitit_launcher import SlurmSettings
-from twinids.studies.sweep_jobs import (
+from twinids.launch.launchers import Launcher, make_launcher
+from twinids.launch.submitit_launcher import SlurmSettings
+from twinids.launch.sweep_jobs import (
     FAILED,
     FINISHED,
     KILLED,
@@ -30,7 +30,7 @@ from twinids.studies.sweep_jobs import (
     child_tags,
     ignore_signal,
 )
-from twinids.studies.sweep_runs import settle_outcome
+from twinids.launch.sweep_runs import settle_outcome
 
 SWEEP_HASH_TAG = "twinids.sweep_hash"
 JOBS_ARTIFACT = "sweep/jobs.csv"
@@ -90,7 +90,7 @@ def plan_jobs(overrides: Sequence[str], tracking_uri: str | None = None) -> tupl
     from omegaconf import OmegaConf
 
     from twinids.config import compose
-    from twinids.studies.sweep_plan import expand_sweep
+    from twinids.launch.sweep_plan import expand_sweep
     from twinids.tracking.config_hash import config_hash
     from twinids.tracking.store import resolve_tracking_uri
 
@@ -119,7 +119,7 @@ def run_sweep(settings: SweepSettings, on_outcome: Callable[[JobOutcome], None] 
         TwinIDSError: for a sweep that cannot be planned or a store that cannot be used (before any job runs).
         JobInterrupted: after a signal, once the running jobs and the parent run have ended KILLED.
     """
-    from twinids.studies.sweep_runs import earlier_parent, finished_runs_by_hash
+    from twinids.launch.sweep_runs import earlier_parent, finished_runs_by_hash
     from twinids.tracking.run import start_run
     from twinids.tracking.store import prepare_store
 

@@ -15,6 +15,7 @@ quick:                        # a variant that runs in minutes: replaces sweeps 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ class TableSpec:
     def stem(self) -> str:
         """File name of its results: `<table>` or `<table>_quick`."""
         return f"{self.name}_quick" if self.quick else self.name
+
+    def sweep_commands(self, overrides: Sequence[str]) -> list[str]:
+        """The `twinids sweep` commands equivalent to reproducing the table (shell-quoted)."""
+        import shlex
+
+        return ["twinids sweep " + shlex.join([*sweep, *overrides]) for sweep in self.sweeps]
 
 
 def tables_dir() -> Path:

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from twinids.errors import TwinIDSError
-from twinids.studies.compare import Comparison, key_column, row_label, shown_value
-from twinids.studies.table_format import render
-from twinids.studies.table_spec import TableSpec
+from twinids.results.compare import Comparison, key_column, row_label, shown_value
+from twinids.results.table_format import render
+from twinids.results.table_spec import TableSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +43,6 @@ class TableReport:
 
     def provenance(self) -> list[str]:
         """Lines saying how the table was made: when, code, machine, commands, store and sweep parent runs."""
-        from twinids.studies.reproduce import sweep_commands
         from twinids.tracking.provenance import code_tags, machine_tags
 
         code = code_tags().get("twinids.code_version", "unknown")
@@ -55,7 +54,7 @@ class TableReport:
             f"machine: {machine}",
             f"data.root: {self.data_root} (datasets read from there; the simulator needs none)",
             f"tracking store: {self.tracking_uri}; sweep parent runs: {', '.join(self.parent_run_ids)}",
-            "equivalent commands: " + "; ".join(f"`{c}`" for c in sweep_commands(self.spec, self.overrides)),
+            "equivalent commands: " + "; ".join(f"`{c}`" for c in self.spec.sweep_commands(self.overrides)),
         ]
         return lines
 
@@ -77,7 +76,7 @@ def write_report(report: TableReport, out_dir: Path) -> list[Path]:
         raise TwinIDSError(f"cannot write the table into {out_dir}: {error.strerror}") from error
     written = list(texts)
     if report.spec.figure is not None:
-        from twinids.studies.comparison_plot import plot_metric
+        from twinids.results.comparison_plot import plot_metric
 
         figure = report.spec.figure
         keys = [key for key in report.comparison.by if key != figure["x"]]
@@ -111,7 +110,7 @@ def _csv(report: TableReport) -> str:
 
 def _latex(report: TableReport) -> str:
     """A table float with the caption; provenance and run ids as comments."""
-    from twinids.studies.table_format import latex_text
+    from twinids.results.table_format import latex_text
 
     comments = [f"% {line}" for line in report.provenance()]
     comments += [

@@ -1,6 +1,6 @@
 """How fast `compare` reads a large store: a synthetic store of N realistic runs, and the time to compare them.
 
-Run it with `python -m twinids.studies.benchmark [N]`; tests use `write_synthetic_runs` for small stores.
+Run it with `python -m twinids.bench.compare_store [N]`; tests use `write_synthetic_runs` for small stores.
 """
 
 from __future__ import annotations
@@ -96,9 +96,9 @@ def benchmark_compare(n_runs: int = 1000, folder: Path | None = None) -> dict[st
     The store is written under `folder` (a temporary folder by default) and reused when it already holds
     `n_runs` runs, so repeated timings skip the slow writing.
     """
-    from twinids.studies.compare import compare_runs
-    from twinids.studies.table_format import render
-    from twinids.studies.tracked_runs import RunSelection, load_runs
+    from twinids.results.compare import compare_runs
+    from twinids.results.table_format import render
+    from twinids.results.tracked_runs import RunSelection, load_runs
 
     with tempfile.TemporaryDirectory(prefix="twinids-bench-") as scratch:
         root = Path(folder or scratch)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from twinids.cpu_policy import usable_cores, wait_policy
 from twinids.errors import TwinIDSError
-from twinids.studies.sweep_jobs import (
+from twinids.launch.sweep_jobs import (
     FAILED,
     KILLED,
     JobOutcome,
@@ -177,7 +177,7 @@ def make_launcher(
         raise TwinIDSError(f"--jobs must be 1 or more; got {parallel_jobs}")
     if name == "pool":
         return PoolLauncher(parallel_jobs, thread_policy(parallel_jobs))
-    from twinids.studies.submitit_launcher import SlurmSettings, SubmititLauncher, slurm_parameters
+    from twinids.launch.submitit_launcher import SlurmSettings, SubmititLauncher, slurm_parameters
 
     if folder is None:  # debug jobs leave only logs nobody reads; local and SLURM logs stay where the user looks
         folder = Path(tempfile.gettempdir()) / "twinids-submitit-debug" if name == "debug" else Path("submitit")
