@@ -178,6 +178,7 @@ class _Trials:
 
         from twinids.config import compose
         from twinids.tracking.config_hash import config_hash
+        from twinids.training.detector import detector_class
         from twinids.training.train import train
 
         trial = self.study.ask()
@@ -194,7 +195,7 @@ class _Trials:
             }
             tags[STUDY_TAG] = self.study.study_name
             extra = {}
-            if self.prune and self.space.pruner is not None and cfg.model.get("detector") == "lightning":
+            if self.prune and self.space.pruner is not None and detector_class(cfg.model).supports.callbacks:
                 from twinids.launch.pruning import TrialPruning
 
                 pruning = TrialPruning(trial, self.space.metric)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from twinids.errors import TwinIDSError
-from twinids.scoring.normalize import smooth
+from twinids.errors import TwinIDSError, require_integer
+from twinids.scoring.normalize import SCORER_KINDS, ResidualScorer, smooth
 from twinids.scoring.threshold import alarms, threshold_for_fpr
 
 ARRAY_STATE = ("mean", "std", "precision")  # scorer statistics stored as tensors in checkpoints
@@ -121,17 +121,29 @@ class ScoreCalibration:
         self.threshold = float(state["threshold"])
 
 
-def calibration_from_settings(scorer: Any, settings: dict[str, Any], threshold: Mapping[str, Any]) -> ScoreCalibration:
-    """A calibration from `model.module.scorer` (after the scorer's own keys were taken) and `.threshold`."""
+def residual_calibration(
+    scorer: Mapping[str, Any], threshold: Mapping[str, Any], key: str
+) -> tuple[ScoreCalibration, int | None]:
+    """A calibration of residuals from `<key>.scorer` (kind, smooth, last_steps) and `<key>.threshold`, and the
+    number of last steps to score (None: every step). `key` is where the user set them (`model.module`, `model`)."""
+    settings = dict(scorer)
+    kind, last_steps = settings.pop("kind", None), settings.pop("last_steps", None)
+    if kind not in SCORER_KINDS:
+        raise TwinIDSError(f"{key}.scorer.kind must be one of {', '.join(SCORER_KINDS)}; got {kind!r}")
+    require_integer(last_steps, f"{key}.scorer.last_steps", 1, optional=True)
+    return calibration_from_settings(ResidualScorer(kind), settings, threshold, key), last_steps
+
+
+def calibration_from_settings(
+    scorer: Any, settings: dict[str, Any], threshold: Mapping[str, Any], key: str
+) -> ScoreCalibration:
+    """A calibration from `<key>.scorer` (after the scorer's own keys were taken) and `<key>.threshold`."""
     span = settings.pop("smooth", None)
-    if isinstance(span, bool) or not isinstance(span, int) or span < 1:
-        raise TwinIDSError(f"model.module.scorer.smooth must be an integer >= 1 (windows averaged); got {span!r}")
+    require_integer(span, f"{key}.scorer.smooth", 1)
     if settings:
-        raise TwinIDSError(f"unknown model.module.scorer settings {sorted(settings)} for this model")
+        raise TwinIDSError(f"unknown {key}.scorer settings {sorted(settings)} for this model")
     extra = sorted(set(threshold) - {"target_fpr"})
     target_fpr = threshold.get("target_fpr")
     if extra or isinstance(target_fpr, bool) or not isinstance(target_fpr, int | float) or not 0 < target_fpr < 1:
-        raise TwinIDSError(
-            f"model.module.threshold must hold target_fpr, a false-alarm rate in (0, 1); got {dict(threshold)}"
-        )
+        raise TwinIDSError(f"{key}.threshold must hold target_fpr, a false-alarm rate in (0, 1); got {dict(threshold)}")
     return ScoreCalibration(scorer, span, float(target_fpr))

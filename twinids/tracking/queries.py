@@ -29,7 +29,8 @@ def download_checkpoint(run_id: str, destination: Path, tracking_uri: str | None
             f"no run '{run_id}' with a checkpoint in the tracking store {uri}; pass a training run id "
             "(see `mlflow ui`) or a .ckpt path"
         ) from error
-    checkpoints = sorted(p for p in Path(folder).iterdir() if p.suffix in (".ckpt", ".skops", ".joblib"))
+    # A training run logs the one checkpoint it tested; its detector chose the format (and so the suffix).
+    checkpoints = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.endswith(".partial"))
     if not checkpoints:
         raise TwinIDSError(f"run '{run_id}' logged no checkpoint; only training runs can be evaluated")
     return checkpoints[0]

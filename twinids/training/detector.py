@@ -1,19 +1,22 @@
-"""The one interface every kind of detector is trained and tested through, and the registry of kinds.
+"""The one interface every detector is trained and tested through, and how a model config names its class.
 
-A model config names its kind (`model.detector: lightning | sklearn`); `train` and `evaluate` never ask
-which kind they hold. A new kind is one class here in the registry and nothing else changes.
+A model config names its detector class (`model.detector._target_`), as anomalib resolves a class path:
+`train`, `evaluate`, sweeps and tuning build it here and never ask which kind they hold. Each detector says
+what it supports (`Supports`), owns its checkpoint format, and refuses what it cannot do. This module imports
+nothing else of `twinids.training`, so detectors (ours or a researcher's own package) import it freely.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 from omegaconf import DictConfig
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, first_line
 
 if TYPE_CHECKING:
     from twinids.data.prepare import WindowedData
@@ -39,13 +42,36 @@ class JobContext:
     callbacks: list[Any] = field(default_factory=list)  # extra Lightning callbacks (e.g. a tuning trial's pruning)
 
 
+@dataclass(frozen=True)
+class Supports:
+    """What a detector can do beyond fit/load/test; a job that needs more is refused before any run exists.
+
+    Attributes:
+        epochs: trains in passes over the data (so `trainer.*` limits and epoch metrics apply).
+        callbacks: takes extra Lightning callbacks (e.g. a tuning trial's pruning).
+        privacy: can train with `privacy=dp` (DP-SGD privatises gradient steps).
+        transfer: can start from a pre-trained source (`transfer=finetune`) and be one.
+        resume: can continue a stopped training run from its last checkpoint.
+        why_not: the reason given when a setting it does not support is asked for.
+    """
+
+    epochs: bool
+    callbacks: bool
+    privacy: bool
+    transfer: bool
+    resume: bool
+    why_not: str = ""
+
+
 class Detector(Protocol):
     """Fit, load and test one detector; built from the composed config and the job's windows.
 
-    Construction checks every setting it will use and raises TwinIDSError before any run exists.
+    Construction (`Detector(cfg, data, training)`) checks every setting it will use and raises TwinIDSError
+    before any run exists. With `training=False` (evaluation) training-only settings are not planned.
     """
 
-    checkpoint_suffix: str
+    supports: ClassVar[Supports]
+    checkpoint_suffix: ClassVar[str]  # the file format it writes and loads (`.ckpt`: torch, `.skops`: skops)
     epochs_trained: int  # passes over the training windows the last fit made
     windows_trained: int  # training windows the last fit processed (for windows/s)
 
@@ -70,30 +96,86 @@ class Detector(Protocol):
         ...
 
 
-def detector_kinds() -> dict[str, type]:
-    """Registry: `model.detector` value -> detector class."""
-    from twinids.training.lightning_detector import LightningDetector
-    from twinids.training.physics_detector import PhysicsResidualDetector
-    from twinids.training.sklearn_detector import SklearnDetector
+DETECTOR_MEMBERS = ("fit", "load", "test", "privacy_summary", "artifacts")
 
-    return {"lightning": LightningDetector, "sklearn": SklearnDetector, "physics": PhysicsResidualDetector}
+
+def detector_class(model: DictConfig | dict[str, Any]) -> type[Detector]:
+    """The class `model.detector._target_` names, checked against the Detector protocol.
+
+    Raises:
+        TwinIDSError: when the node is missing, the class cannot be imported, or it lacks part of the protocol.
+    """
+    from hydra.utils import get_class
+
+    name = model.get("name", "?")
+    node = model.get("detector")
+    target = node.get("_target_") if hasattr(node, "get") else None
+    if not isinstance(target, str):
+        raise TwinIDSError(
+            f"model '{name}' must name its detector class: model.detector._target_ (e.g. "
+            f"twinids.training.lightning_detector.LightningDetector); got model.detector={node!r}"
+        )
+    try:
+        cls = get_class(target)
+    except Exception as error:
+        raise TwinIDSError(f"model.detector._target_={target} cannot be imported: {first_line(error)}") from None
+    missing = [member for member in DETECTOR_MEMBERS if not callable(getattr(cls, member, None))]
+    if not _takes_detector_arguments(cls):
+        missing.insert(0, "a constructor (cfg, data, training)")
+    if not isinstance(getattr(cls, "supports", None), Supports):
+        missing.append("supports (a twinids.training.detector.Supports)")
+    if not isinstance(getattr(cls, "checkpoint_suffix", None), str):
+        missing.append("checkpoint_suffix")
+    if missing:
+        raise TwinIDSError(
+            f"model.detector._target_={target} is not a twinids detector: it lacks {', '.join(missing)} "
+            "(see twinids.training.detector.Detector)"
+        )
+    return cls
 
 
 def make_detector(cfg: DictConfig, data: WindowedData, training: bool = True) -> Detector:
-    """The detector `cfg.model` names, sized to `data`; settings errors are raised here, before any run.
+    """The detector `cfg.model` names, sized to `data`; settings errors are raised here, before any run."""
+    cls = detector_class(cfg.model)
+    check_task(cfg)
+    if training:
+        refuse_unsupported(cfg, cls.supports)
+    return cls(cfg, data, training=training)
 
-    With `training=False` (evaluation) the training-only settings (privacy, trainer limits) are not planned.
-    """
-    kinds = detector_kinds()
-    kind = cfg.model.get("detector")
-    if kind not in kinds:
-        raise TwinIDSError(f"model.detector must be one of {sorted(kinds)}; got {kind!r} in model '{cfg.model.name}'")
+
+def refuse_unsupported(cfg: DictConfig, supports: Supports) -> None:
+    """Refuse privacy or transfer settings the model's detector cannot act on (they would be silently ignored)."""
+    name = cfg.model.name
+    privacy = cfg.privacy.name
+    if privacy != "none" and not supports.privacy:
+        raise TwinIDSError(
+            f"model={name} cannot train with privacy={privacy}: "
+            f"{supports.why_not or 'its detector takes no gradient steps'}; use a neural model (e.g. model=lstm) "
+            "or privacy=none"
+        )
+    transfer = cfg.get("transfer", {}).get("name", "none")
+    if transfer != "none" and not supports.transfer:
+        raise TwinIDSError(
+            f"model={name} cannot be fine-tuned (transfer={transfer}): "
+            f"{supports.why_not or 'it has no pre-trained weights to start from'}; use a neural model or transfer=none"
+        )
+
+
+def check_task(cfg: DictConfig) -> None:
+    """The model says its task (classify | score), and the job's `task` matches it."""
     model_task = cfg.model.get("task")
     if model_task not in TASKS:
         raise TwinIDSError(f"model '{cfg.model.name}' must say its task (model.task: {' | '.join(TASKS)})")
     if cfg.task != model_task:
         raise TwinIDSError(_TASK_MISMATCH[model_task].format(model=cfg.model.name, task=cfg.task))
-    return kinds[kind](cfg, data, training)
+
+
+def _takes_detector_arguments(cls: type) -> bool:
+    try:
+        inspect.signature(cls).bind(None, None, training=True)
+    except TypeError:
+        return False
+    return True
 
 
 TASKS = ("classify", "score")

@@ -13,8 +13,6 @@ from omegaconf import DictConfig, OmegaConf
 from twinids.errors import TwinIDSError
 from twinids.training.job import JobResult
 
-CHECKPOINT_SUFFIXES = (".ckpt", ".skops", ".joblib")
-
 
 def evaluate(
     source: str,
@@ -40,7 +38,7 @@ def evaluate(
     quiet_tracking()
     with temporary_directory() as scratch:
         path = Path(source)
-        from_file = path.suffix in CHECKPOINT_SUFFIXES or path.exists()
+        from_file = path.exists() or bool(path.suffix)  # run ids have no dot; anything with a suffix is a file
         checkpoint = path if from_file else download_checkpoint(source, Path(scratch), tracking_uri)
         card = read_card(checkpoint)
         cfg = compose([*card.overrides, *overrides]) if overrides else OmegaConf.create(card.config)

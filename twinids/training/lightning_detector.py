@@ -20,7 +20,7 @@ from twinids.data.prepare import WindowedData
 from twinids.errors import TwinIDSError
 from twinids.models.build import build_net
 from twinids.training.checkpoint_io import TORCH_SUFFIX, load_torch_checkpoint, save_torch_checkpoint
-from twinids.training.detector import JobContext, TestReport
+from twinids.training.detector import JobContext, Supports, TestReport
 from twinids.training.model_card import CARD_KEY, ModelCard
 from twinids.training.trainer_settings import check_trainer_settings, planned_steps_per_epoch
 
@@ -29,6 +29,7 @@ class LightningDetector:
     """Builds `cfg.model.module` around `cfg.model.module.net`, sized to the data, and trains it with Lightning."""
 
     checkpoint_suffix = TORCH_SUFFIX
+    supports = Supports(epochs=True, callbacks=True, privacy=True, transfer=True, resume=True)
 
     def __init__(self, cfg: DictConfig, data: WindowedData, training: bool = True) -> None:
         self.cfg = cfg

@@ -50,7 +50,7 @@ class ModelCard:
         """Read a stored card (older checkpoints may lack attack names, feature names or privacy)."""
         try:
             return cls(
-                config=dict(values["config"]),
+                config=_upgraded(dict(values["config"])),
                 overrides=list(values["overrides"]),
                 class_names=list(values["class_names"]),
                 feature_names=list(values.get("feature_names") or []),
@@ -60,3 +60,20 @@ class ModelCard:
             )
         except (KeyError, TypeError) as error:
             raise TwinIDSError(f"{source} holds an incomplete twinids model card ({error})") from None
+
+
+# Checkpoints written before detectors were config targets name their kind by a word.
+_DETECTOR_CLASSES_BEFORE_TARGETS = {
+    "lightning": "twinids.training.lightning_detector.LightningDetector",
+    "sklearn": "twinids.training.sklearn_detector.SklearnDetector",
+    "physics": "twinids.training.physics_detector.PhysicsResidualDetector",
+}
+
+
+def _upgraded(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config in today's form: an older card's `model.detector: <word>` becomes its `_target_` node."""
+    model = config.get("model")
+    if isinstance(model, dict) and isinstance(model.get("detector"), str):
+        target = _DETECTOR_CLASSES_BEFORE_TARGETS.get(model["detector"], model["detector"])
+        config = {**config, "model": {**model, "detector": {"_target_": target}}}
+    return config

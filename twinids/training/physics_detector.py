@@ -3,7 +3,7 @@
 The simulator's virtual twin runs the device's physics from the commands it sees, and the frame carries its
 gap to each reading (`residual_primary`, `residual_secondary` = reading minus twin; twinids/twin/network.py).
 This detector scores windows by those columns with the very calibration the learned twins use
-(`twinids.models.one_class.ScoreCalibration`: a scorer fitted on normal validation windows, causal smoothing,
+(`twinids.scoring.calibration.ScoreCalibration`: a scorer fitted on normal validation windows, causal smoothing,
 a threshold for a target false-alarm rate), so the two differ only in where the residual comes from: the
 reference a learned twin should approach without knowing the physics.
 """
@@ -20,10 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from twinids.data.prepare import WindowedData
 from twinids.errors import TwinIDSError
 from twinids.models.metrics import DetectionMetrics
-from twinids.scoring import SCORER_KINDS, ResidualScorer
-from twinids.scoring.calibration import calibration_from_settings
+from twinids.scoring.calibration import residual_calibration
 from twinids.training.checkpoint_io import TORCH_SUFFIX, load_torch_checkpoint, save_torch_checkpoint
-from twinids.training.detector import JobContext, TestReport
+from twinids.training.detector import JobContext, Supports, TestReport
 from twinids.training.model_card import CARD_KEY
 
 CALIBRATION_KEY = "twinids_calibration"
@@ -33,14 +32,17 @@ class PhysicsResidualDetector:
     """Alarms from the physics twin's residual columns (`model.residual_features`) of each window's last steps."""
 
     checkpoint_suffix = TORCH_SUFFIX
+    supports = Supports(
+        epochs=False,
+        callbacks=False,
+        privacy=False,
+        transfer=False,
+        resume=False,
+        why_not="it trains nothing (the physics twin is given), so privacy and transfer have nothing to act on",
+    )
 
     def __init__(self, cfg: DictConfig, data: WindowedData, training: bool = True) -> None:
         name = str(cfg.model.name)
-        if training and (cfg.privacy.name != "none" or cfg.get("transfer", {}).get("name", "none") != "none"):
-            raise TwinIDSError(
-                f"model={name} trains nothing (the physics twin is given): privacy=dp and transfer= have nothing "
-                "to act on; use privacy=none transfer=none"
-            )
         columns = [str(column) for column in cfg.model.residual_features]
         missing = [column for column in columns if column not in data.feature_names]
         if missing:
@@ -50,21 +52,14 @@ class PhysicsResidualDetector:
                 "model.residual_features"
             )
         self.columns = [data.feature_names.index(column) for column in columns]
-        settings = OmegaConf.to_container(cfg.model.scorer, resolve=True)
-        kind, self.last_steps = settings.pop("kind", None), settings.pop("last_steps", None)
-        if kind not in SCORER_KINDS:
-            raise TwinIDSError(f"model.scorer.kind must be one of {', '.join(SCORER_KINDS)}; got {kind!r}")
-        if isinstance(self.last_steps, bool) or not isinstance(self.last_steps, int) or self.last_steps < 1:
-            raise TwinIDSError(f"model.scorer.last_steps must be an integer >= 1; got {self.last_steps!r}")
+        scorer = OmegaConf.to_container(cfg.model.scorer, resolve=True)
         threshold = OmegaConf.to_container(cfg.model.threshold, resolve=True)
-        self.calibration = calibration_from_settings(ResidualScorer(kind), settings, threshold)
+        self.calibration, self.last_steps = residual_calibration(scorer, threshold, "model")
         self.class_names, self.attack_names = list(data.class_names), list(data.attack_names)
         self.epochs_trained = self.windows_trained = 0
 
     def fit(self, data: WindowedData, job: JobContext, resume_from: Path | None = None) -> Path:
         """Fit the calibration on the normal validation windows, log validation metrics, save it."""
-        if resume_from is not None:
-            raise TwinIDSError("the physics residual detector trains nothing; there is nothing to resume")
         scores = self.calibration.fit(self._deviations(data, "val"), data.targets["val"] == 0, data.groups["val"])
         job.run.log_metrics(self._metrics(scores, data, "val")[0], step=0)
         path = job.run_dir / "checkpoints" / f"best{TORCH_SUFFIX}"
@@ -96,7 +91,8 @@ class PhysicsResidualDetector:
 
     def _deviations(self, data: WindowedData, split: str) -> np.ndarray:
         """The residual columns of each window's last steps, (windows, last_steps, columns)."""
-        return data.windows(split)[:, -self.last_steps :, self.columns]
+        windows = data.windows(split)[:, :, self.columns]
+        return windows if self.last_steps is None else windows[:, -self.last_steps :]
 
     def _metrics(self, scores: np.ndarray, data: WindowedData, split: str) -> tuple[dict[str, float], np.ndarray]:
         metrics = DetectionMetrics(self.class_names, self.attack_names, split)

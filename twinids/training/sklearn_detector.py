@@ -13,24 +13,26 @@ from twinids.data.prepare import WindowedData
 from twinids.errors import TwinIDSError
 from twinids.models.metrics import DetectionMetrics
 from twinids.training.checkpoint_io import SKLEARN_SUFFIX, load_sklearn_checkpoint, save_sklearn_checkpoint
-from twinids.training.detector import JobContext, TestReport
+from twinids.training.detector import JobContext, Supports, TestReport
 
 
 class SklearnDetector:
     """A scikit-learn classifier named by `model.estimator`; attack score = 1 − P(normal)."""
 
     checkpoint_suffix = SKLEARN_SUFFIX
+    supports = Supports(
+        epochs=False,
+        callbacks=False,
+        privacy=False,
+        transfer=False,
+        resume=False,
+        why_not="a scikit-learn estimator is fitted in one pass, without gradient steps (DP-SGD privatises those) "
+        "or weights to transfer",
+    )
 
     def __init__(self, cfg: DictConfig, data: WindowedData, training: bool = True) -> None:
         from twinids.config import build
 
-        if training and cfg.transfer.name != "none":
-            raise TwinIDSError(f"model={cfg.model.name} cannot be fine-tuned (transfer=); use a neural model")
-        if training and cfg.privacy.name != "none":
-            raise TwinIDSError(
-                f"model={cfg.model.name} cannot train with privacy={cfg.privacy.name}: DP-SGD privatises gradient "
-                "steps, and this estimator takes none; use a neural model (e.g. model=lstm) or privacy=none"
-            )
         self.name = str(cfg.model.name)
         self.estimator = build(cfg.model.estimator, f"model '{self.name}'")
         _check_estimator_params(self.estimator, self.name)
@@ -40,8 +42,6 @@ class SklearnDetector:
 
     def fit(self, data: WindowedData, job: JobContext, resume_from: Path | None = None) -> Path:
         """Fit on the flattened training windows, log validation metrics, and save the model with skops."""
-        if resume_from is not None:
-            raise TwinIDSError(f"model '{self.name}' fits in one pass; there is nothing to resume")
         windows = data.windows("train")
         self.estimator.fit(windows.reshape(len(windows), -1), data.targets["train"])
         self.epochs_trained, self.windows_trained = 1, len(windows)

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from twinids.errors import TwinIDSError
 from twinids.training.job import JobResult
 
 
@@ -64,6 +65,8 @@ def train(
     quiet_libraries()
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     detector = make_detector(cfg, data)
+    if resume is not None and not detector.supports.resume:
+        raise TwinIDSError(f"model '{cfg.model.name}' trains in one pass; there is nothing to resume")
 
     run_tags = {**job_tags(cfg, "train"), **hashed, **provenance(cfg, data), **(tags or {})}
     with start_run(

@@ -60,8 +60,8 @@ def _read_source(source: str, tracking_uri: str | None) -> tuple[dict[str, Any],
     """The source's stored config and its net's weights, from a checkpoint path or a run id."""
     from twinids.tracking.queries import download_checkpoint
     from twinids.tracking.run import temporary_directory
-    from twinids.training.checkpoint_io import TORCH_SUFFIX, load_torch_checkpoint
-    from twinids.training.model_card import CARD_KEY, ModelCard
+    from twinids.training.checkpoint_io import load_torch_checkpoint, read_card
+    from twinids.training.detector import detector_class
 
     path = Path(source)
     with temporary_directory() as scratch:
@@ -72,13 +72,15 @@ def _read_source(source: str, tracking_uri: str | None) -> tuple[dict[str, Any],
                 path = download_checkpoint(source, Path(scratch), tracking_uri)
             except TwinIDSError as error:
                 raise TwinIDSError(f"transfer.source: {error}") from None
-        if path.suffix != TORCH_SUFFIX:
+        card = read_card(path)
+        model = card.config.get("model", {})
+        supports = detector_class(model).supports
+        if not supports.transfer:
             raise TwinIDSError(
-                f"transfer.source {source} is a {path.suffix} model (a classical baseline): only neural detectors "
-                "can be fine-tuned"
+                f"transfer.source {source} is a {model.get('name')} model, which has no weights to transfer: "
+                "only neural detectors can be fine-tuned"
             )
         checkpoint = load_torch_checkpoint(path)
-    card = ModelCard.from_dict(checkpoint[CARD_KEY], path)
     net_state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     if card.privacy is not None:
         raise TwinIDSError(
@@ -93,7 +95,7 @@ def _plan(cfg: DictConfig, data: Any, source: dict[str, Any]) -> dict[str, Any]:
     """What the fine-tuned net is made of: the source architecture, adapter and head decisions, frozen parts."""
     model = source["model"]
     net_config = model.get("module", {}).get("net")
-    if model.get("detector") != "lightning" or net_config is None:
+    if net_config is None:
         raise TwinIDSError(f"transfer.source run {source['run_id']} is not a neural detector; it cannot be fine-tuned")
     if (source.get("transfer") or {}).get("plan") is not None:
         raise TwinIDSError(f"transfer.source run {source['run_id']} is itself fine-tuned; use its pre-training run")

@@ -8,6 +8,8 @@ a target false-alarm rate. The calibration is part of the module's state dict (`
 checkpoint carries the one fitted for its own weights and `eval` restores it from the file; test labels are
 only ever compared with the alarms.
 
+Their per-window losses live in `loss.py`.
+
 - `PredictionModule`: the net predicts its window's last k steps (k = the output's length in time: a
   forecaster's horizon, an autoencoder's whole window); deviations are readings minus predictions, per step
   and feature, scored by `twinids.scoring.ResidualScorer` (z-scores or Mahalanobis).
@@ -26,8 +28,13 @@ from torch import nn
 
 from twinids.errors import TwinIDSError
 from twinids.models.detector_module import DetectorModule
-from twinids.scoring import SCORER_KINDS, ResidualScorer
-from twinids.scoring.calibration import ErrorRatioScorer, ScoreCalibration, calibration_from_settings
+from twinids.models.one_class.loss import ErrorTermLoss, PredictionLoss, error_terms, prediction_residuals
+from twinids.scoring.calibration import (
+    ErrorRatioScorer,
+    ScoreCalibration,
+    calibration_from_settings,
+    residual_calibration,
+)
 
 
 class OneClassModule(DetectorModule):
@@ -154,37 +161,6 @@ class OneClassModule(DetectorModule):
         return metrics.compute()
 
 
-class PredictionLoss(nn.Module):
-    """Mean squared error per window of a net's prediction of the window's last k steps.
-
-    Args:
-        reduction: "mean", "sum" or "none" (one value per window: what DP-SGD clips).
-    """
-
-    def __init__(self, reduction: str = "mean") -> None:
-        super().__init__()
-        self.reduction = reduction
-
-    def per_window(self, output: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
-        """Mean squared residual of each window, shape (batch,)."""
-        return prediction_residuals(output, windows).square().mean(dim=(1, 2))
-
-    def forward(self, output: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
-        """The loss, reduced as `self.reduction` says."""
-        return _reduced(self.per_window(output, windows), self.reduction)
-
-
-def prediction_residuals(output: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
-    """Readings minus predictions of the window's last k steps, k = the output's length in time."""
-    if output.dim() != 3 or output.shape[0] != windows.shape[0] or output.shape[2] != windows.shape[2]:
-        raise TwinIDSError(
-            f"a prediction net must output (batch, steps, features) like its windows {tuple(windows.shape)}; got "
-            f"{tuple(output.shape)}: use model.module._target_=twinids.models.one_class.PredictionModule only with "
-            "forecasters and autoencoders"
-        )
-    return windows[:, windows.shape[1] - output.shape[1] :] - output
-
-
 class PredictionModule(OneClassModule):
     """One-class detector from a net predicting its windows: forecaster (last steps) or autoencoder (all steps).
 
@@ -205,15 +181,7 @@ class PredictionModule(OneClassModule):
         train_class_counts: list[int] | None = None,
         frozen: Sequence[str] = (),
     ) -> None:
-        settings = dict(scorer)
-        kind, last_steps = settings.pop("kind", None), settings.pop("last_steps", None)
-        if kind not in SCORER_KINDS:
-            raise TwinIDSError(f"model.module.scorer.kind must be one of {', '.join(SCORER_KINDS)}; got {kind!r}")
-        if last_steps is not None and (
-            isinstance(last_steps, bool) or not isinstance(last_steps, int) or last_steps < 1
-        ):
-            raise TwinIDSError(f"model.module.scorer.last_steps must be null or an integer >= 1; got {last_steps!r}")
-        calibration = calibration_from_settings(ResidualScorer(kind), settings, threshold)
+        calibration, last_steps = residual_calibration(scorer, threshold, "model.module")
         super().__init__(net, optimizer, class_names, attack_names, train_class_counts, calibration, frozen)
         self.last_steps = last_steps
         self.criterion = PredictionLoss()
@@ -222,47 +190,6 @@ class PredictionModule(OneClassModule):
         """Residuals of the predicted steps (the last `last_steps` of them when set), (batch, steps, features)."""
         residuals = prediction_residuals(output, windows)
         return residuals if self.last_steps is None else residuals[:, -self.last_steps :]
-
-
-class ErrorTermLoss(nn.Module):
-    """Weighted sum of the per-window error terms a net returns beside its output, `(output, {term: (batch,)})`.
-
-    Args:
-        weights: weight of each term; a term the net returns without a weight is refused.
-        reduction: "mean", "sum" or "none".
-    """
-
-    def __init__(self, weights: Mapping[str, float], reduction: str = "mean") -> None:
-        super().__init__()
-        self.weights = dict(weights)
-        self.reduction = reduction
-
-    def terms(self, output: Any) -> dict[str, torch.Tensor]:
-        """Each error term per window and their weighted `total`."""
-        terms = error_terms(output)
-        unknown = sorted(set(terms) - set(self.weights))
-        if unknown:
-            raise TwinIDSError(f"the net returns error terms {unknown} with no weight; set model.module.loss_weights")
-        total = sum(self.weights[name] * values for name, values in terms.items())
-        return {**terms, "total": total}
-
-    def per_window(self, output: Any, windows: torch.Tensor) -> torch.Tensor:
-        """The weighted total of each window, shape (batch,)."""
-        return self.terms(output)["total"]
-
-    def forward(self, output: Any, windows: torch.Tensor) -> torch.Tensor:
-        """The loss, reduced as `self.reduction` says."""
-        return _reduced(self.per_window(output, windows), self.reduction)
-
-
-def error_terms(output: Any) -> dict[str, torch.Tensor]:
-    """The `{term: (batch,)}` part of a net output `(main, terms)`."""
-    if not (isinstance(output, tuple) and len(output) == 2 and isinstance(output[1], Mapping)):
-        raise TwinIDSError(
-            "ErrorTermModule needs a net returning (output, {term: per-window error}), such as the hybrid "
-            "lstm_sae_mha; for forecasters and autoencoders use twinids.models.one_class.PredictionModule"
-        )
-    return dict(output[1])
 
 
 class ErrorTermModule(OneClassModule):
@@ -295,7 +222,7 @@ class ErrorTermModule(OneClassModule):
             raise TwinIDSError(
                 f"model.module.score_term '{score_term}' is not a loss term; terms: {', '.join(loss_weights)}"
             )
-        calibration = calibration_from_settings(ErrorRatioScorer(), dict(scorer), threshold)
+        calibration = calibration_from_settings(ErrorRatioScorer(), dict(scorer), threshold, "model.module")
         super().__init__(net, optimizer, class_names, attack_names, train_class_counts, calibration, frozen)
         self.score_term = score_term
         self.criterion = ErrorTermLoss(loss_weights)
@@ -319,9 +246,3 @@ def _check_protocol(class_names: list[str], train_class_counts: list[int] | None
             f"the training windows hold {attack_windows} attack windows, but a one-class detector learns normal "
             "behaviour only: set data.train_on=normal"
         )
-
-
-def _reduced(per_window: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "none":
-        return per_window
-    return per_window.sum() if reduction == "sum" else per_window.mean()
