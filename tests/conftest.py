@@ -1,12 +1,17 @@
-"""Shared fixtures: where the real public datasets live, and an isolated MLflow store per test."""
+"""Shared fixtures: where the real public datasets live, an isolated MLflow store per test, and the shipped
+config (composed as a user's run composes it) for tests that build loaders, simulators and nets from it."""
 
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,3 +106,60 @@ def smoke_config():
 def mlflow_client():
     """`mlflow_client(workdir)`: a client of workdir's SQLite tracking store."""
     return _mlflow_client
+
+
+@functools.cache
+def _composed(overrides: tuple[str, ...]) -> Any:
+    """The shipped `train` config composed with `overrides` (once per set of overrides: composing takes a while)."""
+    from twinids.config import compose
+
+    return compose(list(overrides))
+
+
+def _shipped_config(*overrides: str) -> Any:
+    """A private copy of the shipped config composed with `overrides`, e.g. `shipped_config("data=batadal")`."""
+    return copy.deepcopy(_composed(tuple(overrides)))
+
+
+def _source_settings(data: str, **changes: Any) -> dict[str, Any]:
+    """The keyword arguments configs/data/<data>.yaml gives its loader (no `_target_`), with `changes` on top
+    (a loader's folder is its `root`): a test changes only what it is about and runs the settings a user runs."""
+    from omegaconf import OmegaConf
+
+    source = OmegaConf.to_container(_shipped_config(f"data={data}").data.source)
+    source.pop("_target_")
+    unknown = sorted(set(changes) - set(source))
+    assert not unknown, f"configs/data/{data}.yaml sets no {unknown}"
+    return {**source, **changes}
+
+
+def _shipped_net(model: str, n_features: int, n_classes: int = 2, **changes: Any) -> Any:
+    """The net configs/model/<model>.yaml builds (`model.module.net`), sized to the data, with `changes` on top."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    settings = OmegaConf.to_container(_shipped_config(f"model={model}").model.module.net)
+    net_class = get_class(settings.pop("_target_"))
+    unknown = sorted(set(changes) - set(settings))
+    assert not unknown, f"configs/model/{model}.yaml sets no net setting {unknown}"
+    takes_classes = "n_classes" in inspect.signature(net_class).parameters
+    sizes = {"n_features": n_features, **({"n_classes": n_classes} if takes_classes else {})}
+    return net_class(**sizes, **{**settings, **changes})
+
+
+@pytest.fixture(scope="session")
+def shipped_config():
+    """`shipped_config(*overrides)`: the shipped config composed with overrides (a private copy)."""
+    return _shipped_config
+
+
+@pytest.fixture(scope="session")
+def source_settings():
+    """`source_settings(data, **changes)`: the loader arguments of configs/data/<data>.yaml, changed."""
+    return _source_settings
+
+
+@pytest.fixture(scope="session")
+def shipped_net():
+    """`shipped_net(model, n_features, n_classes=2, **changes)`: the net configs/model/<model>.yaml builds."""
+    return _shipped_net

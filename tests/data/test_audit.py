@@ -19,8 +19,8 @@ def raw_report(shared_datasets: Path) -> AuditReport:
 
 
 @pytest.fixture(scope="module")
-def loaded_report(shared_datasets: Path) -> AuditReport:
-    return audit_frame(ton_iot.load(str(shared_datasets / "ton_iot")))
+def loaded_report(shared_datasets: Path, source_settings) -> AuditReport:
+    return audit_frame(ton_iot.load(**source_settings("ton_iot", root=str(shared_datasets / "ton_iot"))))
 
 
 def rows(count: int = 400, seed: int = 0) -> pd.DataFrame:

@@ -1,4 +1,8 @@
-"""BATADAL source on the real files: standard split, window labels, stripped names, day-first times."""
+"""BATADAL source on the real files: both protocols, window labels, stripped names, day-first times.
+
+Every load runs the settings configs/data/batadal.yaml gives the loader (the supervised protocol), changing only
+what a test is about.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +25,21 @@ def root(shared_datasets: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def frame(root: Path) -> pd.DataFrame:
-    return batadal.load(str(root))
+def load(source_settings):
+    """`load(root, **changes)`: batadal.load with the shipped settings, `changes` on top."""
+    return lambda root, **changes: batadal.load(**source_settings("batadal", root=str(root), **changes))
+
+
+@pytest.fixture(scope="module")
+def frame(load, root: Path) -> pd.DataFrame:
+    """BATADAL as the shipped config loads it."""
+    return load(root)
+
+
+@pytest.fixture(scope="module")
+def standard_frame(load, root: Path) -> pd.DataFrame:
+    """BATADAL under the standard protocol: each file in its own split, train all normal."""
+    return load(root, protocol="standard")
 
 
 @pytest.fixture
@@ -41,15 +58,15 @@ def error_of(call, *args, **kwargs) -> str:
     return str(caught.value)
 
 
-def test_standard_protocol_puts_each_file_in_its_split_with_window_labels(frame):
-    counts = frame.groupby(["split", "label"]).size().unstack(fill_value=0)
+def test_standard_protocol_puts_each_file_in_its_split_with_window_labels(standard_frame):
+    counts = standard_frame.groupby(["split", "label"]).size().unstack(fill_value=0)
     assert counts.loc["train"].tolist() == [8_761, 0]
     assert counts.loc["val"].tolist() == [3_685, 492]
     assert counts.loc["test"].tolist() == [1_682, 407]
 
 
-def test_every_window_labels_exactly_its_inclusive_hours(root):
-    frame = batadal.load(str(root), attack_granularity="window")
+def test_every_window_labels_exactly_its_inclusive_hours(root, load):
+    frame = load(root, attack_granularity="window")
     windows = pd.read_csv(root / batadal.WINDOWS_FILE)
     counted = frame["attack"].value_counts()
     for window in windows.itertuples():
@@ -61,14 +78,14 @@ def test_column_names_are_stripped_and_every_feature_is_numeric(frame):
         assert column == column.strip() and pd.api.types.is_numeric_dtype(frame[column])
 
 
-def test_train_constant_columns_are_dropped(frame, root):
-    kept = batadal.load(str(root), drop_constant=False)
+def test_train_constant_columns_are_dropped(standard_frame, root, load):
+    kept = load(root, protocol="standard", drop_constant=False)
     assert len(feature_columns(kept)) == 43
-    assert set(feature_columns(kept)) - set(feature_columns(frame)) == TRAIN_CONSTANT
+    assert set(feature_columns(kept)) - set(feature_columns(standard_frame)) == TRAIN_CONSTANT
 
 
-def test_dates_are_read_day_first(frame):
-    first_val = frame.loc[frame["split"] == "val", "time"].min()
+def test_dates_are_read_day_first(standard_frame):
+    first_val = standard_frame.loc[standard_frame["split"] == "val", "time"].min()
     assert first_val == pd.Timestamp("2016-07-04 00:00").timestamp()
 
 
@@ -81,8 +98,7 @@ def test_att_flag_is_not_a_feature(frame):
     assert "ATT_FLAG" not in frame.columns and "DATETIME" not in frame.columns
 
 
-def test_supervised_protocol_trains_on_the_early_part_of_dataset04(root):
-    frame = batadal.load(str(root), protocol="supervised")
+def test_the_shipped_supervised_protocol_trains_on_the_early_part_of_dataset04(frame):
     assert set(frame.loc[frame["split"] == "train", "label"]) == {0, 1}
     dataset04 = frame[frame["split"] != "test"].iloc[8_761:]
     assert (
@@ -92,25 +108,25 @@ def test_supervised_protocol_trains_on_the_early_part_of_dataset04(root):
     assert (frame["split"] == "val").sum() == round(4_177 * 0.3)
 
 
-def test_flags_outside_the_windows_file_are_refused(copied_root):
+def test_flags_outside_the_windows_file_are_refused(copied_root, load):
     windows = copied_root / batadal.WINDOWS_FILE
     windows.write_text("\n".join(line for line in windows.read_text().splitlines() if not line.startswith("1,")))
-    assert "ATT_FLAG=1 outside every window" in error_of(batadal.load, str(copied_root))
+    assert "ATT_FLAG=1 outside every window" in error_of(load, copied_root)
 
 
-def test_window_covering_no_hour_is_refused(copied_root):
+def test_window_covering_no_hour_is_refused(copied_root, load):
     windows = copied_root / batadal.WINDOWS_FILE
     windows.write_text(windows.read_text() + "15,BATADAL_test_dataset.csv,01/01/99 00,01/01/99 05,6\n")
-    assert "attack 15" in error_of(batadal.load, str(copied_root))
+    assert "attack 15" in error_of(load, copied_root)
 
 
-def test_month_first_window_dates_are_refused(copied_root):
+def test_month_first_window_dates_are_refused(copied_root, load):
     windows = copied_root / batadal.WINDOWS_FILE
     windows.write_text(windows.read_text().replace("13/09/16 23", "09/13/16 23"))
-    assert "day-first" in error_of(batadal.load, str(copied_root))
+    assert "day-first" in error_of(load, copied_root)
 
 
-def test_missing_file_names_the_path_and_the_card(copied_root):
+def test_missing_file_names_the_path_and_the_card(copied_root, load):
     (copied_root / batadal.FILES["test"]).unlink()
-    message = error_of(batadal.load, str(copied_root))
+    message = error_of(load, copied_root)
     assert batadal.FILES["test"] in message and "datasets/batadal.md" in message

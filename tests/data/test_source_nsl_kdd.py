@@ -18,8 +18,15 @@ def root(shared_datasets: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def frame(root: Path) -> pd.DataFrame:
-    return nsl_kdd.load(str(root))
+def load(source_settings):
+    """`load(root, **changes)`: nsl_kdd.load with the settings configs/data/nsl_kdd.yaml gives it."""
+    return lambda root, **changes: nsl_kdd.load(**source_settings("nsl_kdd", root=str(root), **changes))
+
+
+@pytest.fixture(scope="module")
+def frame(load, root: Path) -> pd.DataFrame:
+    """NSL-KDD as the shipped config loads it."""
+    return load(root)
 
 
 def records(root: Path, rows: int = 60) -> list[str]:
@@ -57,8 +64,8 @@ def test_val_is_a_stratified_fifteen_percent_of_the_training_file(frame):
     assert shares["val"] == pytest.approx(shares["train"], abs=0.005)
 
 
-def test_val_draw_depends_on_the_seed(root, frame):
-    other = nsl_kdd.load(str(root), seed=1)
+def test_val_draw_depends_on_the_seed(root, frame, load):
+    other = load(root, seed=1)
     assert (other["split"] != frame["split"]).any()
     assert (other["split"] == "val").sum() == (frame["split"] == "val").sum()
 
@@ -69,36 +76,36 @@ def test_difficulty_is_dropped_and_forty_one_features_remain(frame):
     assert [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])] == list(nsl_kdd.CATEGORICAL)
 
 
-def test_kddtest21_is_selectable(root):
-    frame = nsl_kdd.load(str(root), test_file="KDDTest-21")
+def test_kddtest21_is_selectable(root, load):
+    frame = load(root, test_file="KDDTest-21")
     assert frame.loc[frame["split"] == "test", "label"].value_counts().to_dict() == {1: 9_698, 0: 2_152}
 
 
-def test_name_granularity_keeps_test_only_attack_names(root):
-    frame = nsl_kdd.load(str(root), attack_granularity="name")
+def test_name_granularity_keeps_test_only_attack_names(root, load):
+    frame = load(root, attack_granularity="name")
     assert {"apache2", "mscan", "worm"} <= set(frame.loc[frame["split"] == "test", "attack"])
 
 
-def test_attack_names_outside_the_mapping_become_unknown(root, tmp_path):
+def test_attack_names_outside_the_mapping_become_unknown(root, tmp_path, load):
     lines = records(root)
     lines[0] = lines[0].rsplit(",", 2)[0] + ",zeroday,15"
     (tmp_path / nsl_kdd.TRAIN_FILE).write_text("\n".join(lines) + "\n")
     (tmp_path / "KDDTest+.txt").write_text("\n".join(lines) + "\n")
-    frame = nsl_kdd.load(str(tmp_path))
+    frame = load(tmp_path)
     assert frame.loc[frame["time"] == 0, "attack"].tolist() == ["unknown", "unknown"]
     assert frame.loc[frame["time"] == 0, "label"].tolist() == [1, 1]
 
 
-def test_rows_with_a_missing_field_are_refused(root, tmp_path):
+def test_rows_with_a_missing_field_are_refused(root, tmp_path, load):
     lines = [line.rsplit(",", 1)[0] for line in records(root)]
     (tmp_path / nsl_kdd.TRAIN_FILE).write_text("\n".join(lines) + "\n")
-    assert "expected 43" in error_of(nsl_kdd.load, str(tmp_path))
+    assert "expected 43" in error_of(load, tmp_path)
 
 
-def test_semicolon_file_is_reported_as_wrong_delimiter(root, tmp_path):
+def test_semicolon_file_is_reported_as_wrong_delimiter(root, tmp_path, load):
     (tmp_path / nsl_kdd.TRAIN_FILE).write_text("\n".join(line.replace(",", ";") for line in records(root)) + "\n")
-    assert "';'-separated" in error_of(nsl_kdd.load, str(tmp_path))
+    assert "';'-separated" in error_of(load, tmp_path)
 
 
-def test_unknown_test_file_is_refused(root):
-    assert "KDDTest-21" in error_of(nsl_kdd.load, str(root), test_file="KDDTest+_full")
+def test_unknown_test_file_is_refused(root, load):
+    assert "KDDTest-21" in error_of(load, root, test_file="KDDTest+_full")

@@ -23,8 +23,15 @@ ROWS = {  # device: (normal, attack), from datasets/ton_iot/SOURCE.md
 
 
 @pytest.fixture(scope="module")
-def frame(shared_datasets: Path) -> pd.DataFrame:
-    return ton_iot.load(str(shared_datasets / "ton_iot"))
+def load(source_settings):
+    """`load(root, **changes)`: ton_iot.load with the settings configs/data/ton_iot.yaml gives it."""
+    return lambda root, **changes: ton_iot.load(**source_settings("ton_iot", root=str(root), **changes))
+
+
+@pytest.fixture(scope="module")
+def frame(load, shared_datasets: Path) -> pd.DataFrame:
+    """Every shipped device as the shipped config loads it."""
+    return load(shared_datasets / "ton_iot")
 
 
 def write_device(folder: Path, name: str, normal: int = 40, attack: int = 40, **overrides: list) -> Path:
@@ -145,8 +152,8 @@ def test_multiclass_test_attacks_are_all_seen_in_training(frame):
         assert set(rows.loc[rows["split"] == "test", "attack"]) <= set(rows.loc[rows["split"] == "train", "attack"])
 
 
-def test_single_device_frame_has_only_its_own_columns(shared_datasets):
-    fridge = ton_iot.load(str(shared_datasets / "ton_iot"), devices=["FRIDGE"])
+def test_single_device_frame_has_only_its_own_columns(shared_datasets, load):
+    fridge = load(shared_datasets / "ton_iot", devices=["FRIDGE"])
     assert list(fridge.columns) == [
         "device",
         "time",
@@ -159,47 +166,47 @@ def test_single_device_frame_has_only_its_own_columns(shared_datasets):
     ]
 
 
-def test_unshipped_device_file_is_found_by_name_in_any_case(tmp_path):
+def test_unshipped_device_file_is_found_by_name_in_any_case(tmp_path, load):
     write_device(tmp_path, "Thermostat")
-    frame = ton_iot.load(str(tmp_path), devices=["thermostat"])
+    frame = load(tmp_path, devices=["thermostat"])
     assert set(frame["device"]) == {"thermostat"} and len(frame) == 80
     assert feature_columns(frame) == ["current_temperature", "thermostat_status"]
 
 
-def test_all_takes_every_device_file_present(tmp_path):
+def test_all_takes_every_device_file_present(tmp_path, load):
     write_device(tmp_path, "Thermostat")
     write_device(tmp_path, "Boiler")
-    assert set(ton_iot.load(str(tmp_path))["device"]) == {"thermostat", "boiler"}
+    assert set(load(tmp_path)["device"]) == {"thermostat", "boiler"}
 
 
-def test_unknown_device_names_the_path_looked_for_and_the_card(tmp_path):
+def test_unknown_device_names_the_path_looked_for_and_the_card(tmp_path, load):
     write_device(tmp_path, "Thermostat")
-    message = error_of(ton_iot.load, str(tmp_path), devices=["toaster"])
+    message = error_of(load, tmp_path, devices=["toaster"])
     assert "Train_Test_IoT_toaster.csv" in message and "datasets/ton_iot.md" in message
 
 
-def test_empty_root_names_the_card(tmp_path):
-    assert "datasets/ton_iot.md" in error_of(ton_iot.load, str(tmp_path / "nowhere"))
+def test_empty_root_names_the_card(tmp_path, load):
+    assert "datasets/ton_iot.md" in error_of(load, tmp_path / "nowhere")
 
 
-def test_device_file_with_one_class_is_refused(tmp_path):
+def test_device_file_with_one_class_is_refused(tmp_path, load):
     write_device(tmp_path, "Thermostat", normal=80, attack=0)
-    assert "only one class" in error_of(ton_iot.load, str(tmp_path))
+    assert "only one class" in error_of(load, tmp_path)
 
 
-def test_label_outside_zero_one_is_refused(tmp_path):
+def test_label_outside_zero_one_is_refused(tmp_path, load):
     write_device(tmp_path, "Thermostat", label=[0] * 40 + [2] * 40)
-    assert "'2'" in error_of(ton_iot.load, str(tmp_path))
+    assert "'2'" in error_of(load, tmp_path)
 
 
-def test_label_and_type_disagreeing_is_refused(tmp_path):
+def test_label_and_type_disagreeing_is_refused(tmp_path, load):
     write_device(tmp_path, "Thermostat", type=["ddos"] + ["normal"] * 39 + ["ddos"] * 40)
-    assert "line 2" in error_of(ton_iot.load, str(tmp_path))
+    assert "line 2" in error_of(load, tmp_path)
 
 
-def test_block_scheme_without_a_val_block_is_refused(tmp_path):
+def test_block_scheme_without_a_val_block_is_refused(tmp_path, load):
     write_device(tmp_path, "Thermostat")
-    assert "val_blocks=0" in error_of(ton_iot.load, str(tmp_path), val_blocks=0)
+    assert "val_blocks=0" in error_of(load, tmp_path, val_blocks=0)
 
 
 def test_raw_frame_keeps_time_columns_and_unstripped_text(shared_datasets):

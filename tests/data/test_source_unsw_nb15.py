@@ -33,8 +33,21 @@ def root(shared_datasets: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def frame(root: Path) -> pd.DataFrame:
-    return unsw_nb15.load(str(root))
+def load(source_settings):
+    """`load(root, **changes)`: unsw_nb15.load with the settings configs/data/unsw_nb15.yaml gives it."""
+    return lambda root, **changes: unsw_nb15.load(**source_settings("unsw_nb15", root=str(root), **changes))
+
+
+@pytest.fixture(scope="module")
+def frame(load, root: Path) -> pd.DataFrame:
+    """The partition as the shipped config loads it (deduplicated)."""
+    return load(root)
+
+
+@pytest.fixture(scope="module")
+def published(load, root: Path) -> pd.DataFrame:
+    """The partition with every published record (deduplicate=false)."""
+    return load(root, deduplicate=False)
 
 
 def error_of(call, *args, **kwargs) -> str:
@@ -56,10 +69,10 @@ def small_partition(rows: int = 40) -> pd.DataFrame:
     )
 
 
-def test_every_record_loads_with_its_published_attack_counts(frame):
-    assert len(frame) == 82_332
-    assert frame["attack"].value_counts().to_dict() == ATTACK_ROWS
-    assert frame["label"].value_counts().to_dict() == {1: 45_332, 0: 37_000}
+def test_every_record_loads_with_its_published_attack_counts(published):
+    assert len(published) == 82_332
+    assert published["attack"].value_counts().to_dict() == ATTACK_ROWS
+    assert published["label"].value_counts().to_dict() == {1: 45_332, 0: 37_000}
 
 
 def test_id_and_attack_cat_are_not_features(frame):
@@ -81,38 +94,37 @@ def test_split_is_not_by_row_order(frame):
     assert np.allclose(tenths, 0.15, atol=0.02)
 
 
-def test_deduplicate_leaves_no_test_row_repeating_a_train_rows_features(root):
-    frame = unsw_nb15.load(str(root), deduplicate=True)
+def test_the_shipped_deduplication_leaves_no_test_row_repeating_a_train_rows_features(frame):
     hashes = pd.util.hash_pandas_object(frame[feature_columns(frame)], index=False)
     train = set(hashes[frame["split"] == "train"])
     assert len(frame) < 82_332 and not hashes[frame["split"] == "test"].isin(train).any()
 
 
-def test_truncated_gzip_is_reported_as_corrupt(root, tmp_path):
-    payload = (root / unsw_nb15.DEFAULT_FILE).read_bytes()
-    (tmp_path / unsw_nb15.DEFAULT_FILE).write_bytes(payload[:200_000])
-    message = error_of(unsw_nb15.load, str(tmp_path))
+def test_truncated_gzip_is_reported_as_corrupt(root, tmp_path, load):
+    payload = (root / unsw_nb15.PUBLISHED_FILE).read_bytes()
+    (tmp_path / unsw_nb15.PUBLISHED_FILE).write_bytes(payload[:200_000])
+    message = error_of(load, tmp_path)
     assert "truncated or corrupt" in message and "SHA-256" in message
 
 
-def test_file_that_is_not_gzip_is_reported_as_corrupt(tmp_path):
-    (tmp_path / unsw_nb15.DEFAULT_FILE).write_text("id,label\n1,0\n")
-    assert "truncated or corrupt" in error_of(unsw_nb15.load, str(tmp_path))
+def test_file_that_is_not_gzip_is_reported_as_corrupt(tmp_path, load):
+    (tmp_path / unsw_nb15.PUBLISHED_FILE).write_text("id,label\n1,0\n")
+    assert "truncated or corrupt" in error_of(load, tmp_path)
 
 
-def test_label_disagreeing_with_attack_cat_is_refused(tmp_path):
+def test_label_disagreeing_with_attack_cat_is_refused(tmp_path, load):
     table = small_partition()
     table.loc[3, "label"] = 0
-    with gzip.open(tmp_path / unsw_nb15.DEFAULT_FILE, "wt") as file:
+    with gzip.open(tmp_path / unsw_nb15.PUBLISHED_FILE, "wt") as file:
         table.to_csv(file, index=False)
-    assert "line 5" in error_of(unsw_nb15.load, str(tmp_path))
+    assert "line 5" in error_of(load, tmp_path)
 
 
-def test_missing_attack_cat_column_is_named(tmp_path):
+def test_missing_attack_cat_column_is_named(tmp_path, load):
     small_partition().drop(columns="attack_cat").to_csv(tmp_path / "part.csv", index=False)
-    assert "missing column 'attack_cat'" in error_of(unsw_nb15.load, str(tmp_path), file="part.csv")
+    assert "missing column 'attack_cat'" in error_of(load, tmp_path, file="part.csv")
 
 
-def test_missing_file_names_the_path_and_the_card(tmp_path):
-    message = error_of(unsw_nb15.load, str(tmp_path))
-    assert unsw_nb15.DEFAULT_FILE in message and "datasets/unsw_nb15.md" in message
+def test_missing_file_names_the_path_and_the_card(tmp_path, load):
+    message = error_of(load, tmp_path)
+    assert unsw_nb15.PUBLISHED_FILE in message and "datasets/unsw_nb15.md" in message

@@ -27,7 +27,7 @@ THRESHOLD = {"target_fpr": 0.1}
 def forecaster_module(**changes) -> PredictionModule:
     torch.manual_seed(0)
     settings = {
-        "net": LSTMForecaster(n_features=2, hidden_size=4),
+        "net": LSTMForecaster(n_features=2, hidden_size=4, num_layers=1, horizon=1, dropout=0.0),
         "optimizer": lambda params: torch.optim.Adam(params, lr=0.01),
         "class_names": CLASSES,
         "scorer": SCORER,
@@ -92,7 +92,19 @@ def test_one_windows_loss_does_not_depend_on_the_other_windows_of_its_batch():
 
 def test_the_hybrids_one_class_loss_is_its_weighted_error_terms_without_a_classification_term():
     torch.manual_seed(0)
-    net = LSTMSAEMHADetector(n_features=3, n_classes=2, hidden_size=4, code_size=4, heads=2, dropout=0.0)
+    net = LSTMSAEMHADetector(
+        n_features=3,
+        n_classes=2,
+        hidden_size=4,
+        num_layers=1,
+        code_size=4,
+        heads=2,
+        sparsity="kl",
+        sparsity_target=0.05,
+        pooling="mean",
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
     module = ErrorTermModule(
         net, lambda p: torch.optim.Adam(p), CLASSES, {"reconstruction": 1.0, "sparsity": 0.5}, "reconstruction",
         {"smooth": 1}, THRESHOLD, train_class_counts=[10, 0], frozen=["attention", "head"],

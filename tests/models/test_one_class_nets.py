@@ -15,20 +15,20 @@ from twinids.models.lstm_forecaster import LSTMForecaster
 from twinids.privacy import to_private_lstm
 
 SMALL_NETS = {
-    "forecaster": lambda: LSTMForecaster(n_features=3, hidden_size=5, num_layers=2, horizon=2),
-    "autoencoder": lambda: LSTMAutoencoder(n_features=3, hidden_size=5, num_layers=2, latent_size=4),
+    "forecaster": lambda: LSTMForecaster(n_features=3, hidden_size=5, num_layers=2, horizon=2, dropout=0.0),
+    "autoencoder": lambda: LSTMAutoencoder(n_features=3, hidden_size=5, num_layers=2, latent_size=4, dropout=0.0),
 }
 
 
 @pytest.mark.parametrize(("num_layers", "horizon"), [(1, 1), (2, 3)])
 def test_forecaster_predicts_horizon_steps_of_every_feature(num_layers, horizon):
-    net = LSTMForecaster(n_features=4, hidden_size=6, num_layers=num_layers, horizon=horizon)
+    net = LSTMForecaster(n_features=4, hidden_size=6, num_layers=num_layers, horizon=horizon, dropout=0.0)
     assert net(torch.randn(5, 8, 4)).shape == (5, horizon, 4)
 
 
 def test_forecast_ignores_the_steps_it_predicts():
     torch.manual_seed(0)
-    net = LSTMForecaster(n_features=3, hidden_size=5, horizon=2).eval()
+    net = LSTMForecaster(n_features=3, hidden_size=5, num_layers=1, horizon=2, dropout=0.0).eval()
     windows = torch.randn(2, 6, 3)
     changed = windows.clone()
     changed[:, -2:] += 10.0
@@ -39,26 +39,26 @@ def test_forecast_ignores_the_steps_it_predicts():
 
 def test_forecaster_residuals_are_last_steps_minus_forecast():
     torch.manual_seed(0)
-    net = LSTMForecaster(n_features=3, hidden_size=5, horizon=2).eval()
+    net = LSTMForecaster(n_features=3, hidden_size=5, num_layers=1, horizon=2, dropout=0.0).eval()
     windows = torch.randn(4, 6, 3)
     torch.testing.assert_close(net.residuals(windows), windows[:, -2:] - net(windows))
 
 
 def test_autoencoder_reconstructs_every_step_of_the_window():
-    net = LSTMAutoencoder(n_features=4, hidden_size=6, latent_size=3)
+    net = LSTMAutoencoder(n_features=4, hidden_size=6, num_layers=1, latent_size=3, dropout=0.0)
     assert net(torch.randn(5, 7, 4)).shape == (5, 7, 4)
 
 
 def test_autoencoder_residuals_are_windows_minus_reconstruction():
     torch.manual_seed(0)
-    net = LSTMAutoencoder(n_features=3, hidden_size=5, latent_size=2).eval()
+    net = LSTMAutoencoder(n_features=3, hidden_size=5, num_layers=1, latent_size=2, dropout=0.0).eval()
     windows = torch.randn(4, 6, 3)
     torch.testing.assert_close(net.residuals(windows), windows - net(windows))
 
 
 def test_autoencoder_reconstructs_early_steps_from_the_whole_window():
     torch.manual_seed(0)
-    net = LSTMAutoencoder(n_features=3, hidden_size=5, latent_size=2).eval()
+    net = LSTMAutoencoder(n_features=3, hidden_size=5, num_layers=1, latent_size=2, dropout=0.0).eval()
     windows = torch.randn(1, 6, 3)
     changed = windows.clone()
     changed[0, -1] += 5.0
@@ -96,16 +96,16 @@ def test_per_sample_gradients_under_opacus_match_the_microbatch_reference(kind):
 
 
 @pytest.mark.parametrize("window", [1, 2])
-def test_forecaster_refuses_windows_not_longer_than_the_horizon(window):
-    net = LSTMForecaster(n_features=3, horizon=2)
+def test_forecaster_refuses_windows_not_longer_than_the_horizon(window, shipped_net):
+    net = shipped_net("lstm_forecaster", n_features=3, horizon=2)
     with pytest.raises(TwinIDSError, match=r"data\.window .* model\.module\.net\.horizon"):
         net(torch.randn(2, window, 3))
 
 
 @pytest.mark.parametrize("horizon", [0, -1, 1.5, True])
-def test_forecaster_refuses_a_horizon_that_is_not_a_positive_integer(horizon):
-    with pytest.raises(TwinIDSError, match=r"model\.module\.net\.horizon"):
-        LSTMForecaster(n_features=3, horizon=horizon)
+def test_forecaster_refuses_a_horizon_that_is_not_a_positive_integer(horizon, shipped_net):
+    with pytest.raises(TwinIDSError, match=r"model\.module\.net\.horizon must be an integer >= 1"):
+        shipped_net("lstm_forecaster", n_features=3, horizon=horizon)
 
 
 @pytest.mark.parametrize("kind", SMALL_NETS)

@@ -90,14 +90,14 @@ def test_state_survives_a_weights_only_checkpoint_and_scores_the_same(kind, tmp_
 @pytest.mark.parametrize("normal", [np.zeros((1, 2, 3)), np.zeros((0, 2, 3))])
 def test_fewer_than_two_normal_windows_are_refused(normal):
     with pytest.raises(TwinIDSError, match="at least 2 normal validation windows"):
-        ResidualScorer().fit(normal)
+        ResidualScorer("zscore").fit(normal)
 
 
 def test_non_finite_normal_residuals_are_refused():
     normal = np.zeros((3, 2))
     normal[1, 0] = np.nan
     with pytest.raises(TwinIDSError, match="NaN or infinite"):
-        ResidualScorer().fit(normal)
+        ResidualScorer("zscore").fit(normal)
 
 
 def test_an_unknown_kind_is_refused():
@@ -107,18 +107,18 @@ def test_an_unknown_kind_is_refused():
 
 def test_scoring_before_fitting_is_refused():
     with pytest.raises(TwinIDSError, match="not fitted"):
-        ResidualScorer().score(np.zeros((2, 3)))
+        ResidualScorer("zscore").score(np.zeros((2, 3)))
 
 
 def test_residuals_of_another_shape_than_fitted_are_refused():
-    scorer = ResidualScorer().fit(np.zeros((3, 2, 4)) + np.arange(3)[:, None, None])
+    scorer = ResidualScorer("zscore").fit(np.zeros((3, 2, 4)) + np.arange(3)[:, None, None])
     with pytest.raises(TwinIDSError, match=r"\(2, 4\)"):
         scorer.score(np.zeros((3, 1, 4)))
 
 
 def test_smoothing_is_a_trailing_mean_that_starts_with_fewer_windows():
-    np.testing.assert_allclose(smooth([1.0, 2.0, 3.0, 4.0], span=2), [1.0, 1.5, 2.5, 3.5])
-    np.testing.assert_allclose(smooth([3.0, 6.0, 9.0, 0.0], span=3), [3.0, 4.5, 6.0, 5.0])
+    np.testing.assert_allclose(smooth([1.0, 2.0, 3.0, 4.0], None, span=2), [1.0, 1.5, 2.5, 3.5])
+    np.testing.assert_allclose(smooth([3.0, 6.0, 9.0, 0.0], None, span=3), [3.0, 4.5, 6.0, 5.0])
 
 
 def test_smoothing_never_mixes_devices_even_when_interleaved():
@@ -130,11 +130,11 @@ def test_smoothing_is_causal():
     scores = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     changed = scores.copy()
     changed[3] = 1e6
-    np.testing.assert_array_equal(smooth(changed, span=3)[:3], smooth(scores, span=3)[:3])
+    np.testing.assert_array_equal(smooth(changed, None, span=3)[:3], smooth(scores, None, span=3)[:3])
 
 
 def test_a_huge_score_does_not_blur_later_windows_once_out_of_span():
-    np.testing.assert_array_equal(smooth([1e300, 1.0, 2.0, 3.0], span=2)[2:], [1.5, 2.5])
+    np.testing.assert_array_equal(smooth([1e300, 1.0, 2.0, 3.0], None, span=2)[2:], [1.5, 2.5])
 
 
 def test_span_one_leaves_scores_unchanged():
@@ -143,8 +143,8 @@ def test_span_one_leaves_scores_unchanged():
 
 @pytest.mark.parametrize("span", [0, -2, 1.5, True])
 def test_a_span_that_is_not_a_positive_integer_is_refused(span):
-    with pytest.raises(TwinIDSError, match="span"):
-        smooth([1.0, 2.0], span=span)
+    with pytest.raises(TwinIDSError, match=r"scorer\.smooth must be an integer >= 1"):
+        smooth([1.0, 2.0], None, span=span)
 
 
 def test_groups_of_another_length_than_the_scores_are_refused():

@@ -74,7 +74,7 @@ def test_an_empty_score_array_is_refused():
 
 @pytest.mark.parametrize("target_fpr", [0.0, 1.0, -0.1, 1.5, float("nan"), True, "0.01"])
 def test_a_rate_outside_zero_one_is_refused(target_fpr):
-    with pytest.raises(TwinIDSError, match="target_fpr"):
+    with pytest.raises(TwinIDSError, match=r"threshold\.target_fpr must be a number in \(0, 1\)"):
         threshold_for_fpr([1.0, 2.0], target_fpr=target_fpr)
 
 

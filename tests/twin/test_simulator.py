@@ -1,8 +1,11 @@
-"""The digital twin simulator, specified by its behaviour: determinism, attack effects, the frame contract."""
+"""The digital twin simulator, specified by its behaviour: determinism, attack effects, the frame contract.
+
+Every run starts from the settings configs/data/synthetic_twin.yaml gives the simulator (as a user's run composes
+them) and changes only what a test is about: the simulator itself has no defaults.
+"""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +28,35 @@ STEPS = 500
 SENSOR_COLUMNS = ["sensor_primary", "sensor_secondary", "actuator_reported"]
 
 
-def one_episode(attack: str, length: int = 30, **settings: object) -> dict:
-    """Attack settings that place exactly one episode of `length` steps in a run of STEPS steps."""
-    return {attack: {"rate": 1000 / STEPS, "length": [length, length], **settings}}
+@pytest.fixture(scope="module")
+def simulate(source_settings):
+    """`simulate(**changes)`: the simulator run with the shipped settings, `changes` on top."""
+    return lambda **changes: simulate_network(**source_settings("synthetic_twin", **changes))
 
 
-def run(kind: str, attacks: dict | None, seed: int = 3) -> pd.DataFrame:
-    return simulate_network(seed=seed, n_steps=STEPS, devices=[kind], attacks=attacks, packet_loss=0.0)
+@pytest.fixture(scope="module")
+def shipped_attacks(source_settings) -> dict:
+    """The shipped settings of every attack type (data.source.attacks)."""
+    return source_settings("synthetic_twin")["attacks"]
+
+
+@pytest.fixture(scope="module")
+def one_episode(shipped_attacks):
+    """`one_episode(attack, length=30, **settings)`: the shipped settings of one attack type, changed to place
+    exactly one episode of `length` steps in a run of STEPS steps."""
+
+    def settings_of(attack: str, length: int = 30, **settings: object) -> dict:
+        return {attack: {**shipped_attacks[attack], "rate": 1000 / STEPS, "length": [length, length], **settings}}
+
+    return settings_of
+
+
+@pytest.fixture(scope="module")
+def run(simulate):
+    """`run(kind, attacks, seed=3)`: one device of `kind` for STEPS steps without packet loss."""
+    return lambda kind, attacks, seed=3: simulate(
+        seed=seed, n_steps=STEPS, devices=[kind], attacks=attacks, packet_loss=0.0
+    )
 
 
 def episode_rows(frame: pd.DataFrame, attack: str) -> pd.DataFrame:
@@ -43,23 +68,23 @@ def episode_rows(frame: pd.DataFrame, attack: str) -> pd.DataFrame:
 # --- determinism and size ---------------------------------------------------------------------------
 
 
-def test_same_seed_gives_identical_frame():
-    pd.testing.assert_frame_equal(simulate_network(seed=7, n_steps=600), simulate_network(seed=7, n_steps=600))
+def test_same_seed_gives_identical_frame(simulate):
+    pd.testing.assert_frame_equal(simulate(seed=7, n_steps=600), simulate(seed=7, n_steps=600))
 
 
-def test_different_seed_gives_different_readings():
-    first, second = simulate_network(seed=1, n_steps=600), simulate_network(seed=2, n_steps=600)
+def test_different_seed_gives_different_readings(simulate):
+    first, second = simulate(seed=1, n_steps=600), simulate(seed=2, n_steps=600)
     assert not np.allclose(first["sensor_primary"].head(500), second["sensor_primary"].head(500))
 
 
-def test_adding_a_device_leaves_the_other_devices_unchanged():
-    alone = simulate_network(seed=5, n_steps=600, devices={"heated_room": 1})
-    crowded = simulate_network(seed=5, n_steps=600, devices={"heated_room": 2, "conveyor": 1})
+def test_adding_a_device_leaves_the_other_devices_unchanged(simulate):
+    alone = simulate(seed=5, n_steps=600, devices={"heated_room": 1})
+    crowded = simulate(seed=5, n_steps=600, devices={"heated_room": 2, "conveyor": 1})
     pd.testing.assert_frame_equal(alone, crowded[crowded["device"] == "heated_room_1"].reset_index(drop=True))
 
 
-def test_default_network_is_six_devices_of_three_kinds_with_about_24k_rows():
-    frame = simulate_network()
+def test_default_network_is_six_devices_of_three_kinds_with_about_24k_rows(simulate):
+    frame = simulate()
     assert frame["device"].nunique() == 6
     assert set(frame["device_kind"]) == set(KINDS)
     assert 20_000 <= len(frame) <= 30_000
@@ -69,8 +94,8 @@ def test_default_network_is_six_devices_of_three_kinds_with_about_24k_rows():
 
 @settings(max_examples=15, deadline=None)
 @given(n_steps=st.integers(1, 300), seed=st.integers(0, 2**32 - 1))
-def test_without_attacks_or_loss_every_step_of_every_device_is_one_row(n_steps, seed):
-    frame = simulate_network(seed=seed, n_steps=n_steps, devices=KINDS, attacks={}, packet_loss=0.0)
+def test_without_attacks_or_loss_every_step_of_every_device_is_one_row(n_steps, seed, simulate):
+    frame = simulate(seed=seed, n_steps=n_steps, devices=KINDS, attacks={}, packet_loss=0.0)
     assert frame.groupby("device").size().tolist() == [n_steps] * len(KINDS)
     assert (frame["dt"] == 60.0).all()
     assert (frame["label"] == 0).all()
@@ -79,8 +104,8 @@ def test_without_attacks_or_loss_every_step_of_every_device_is_one_row(n_steps, 
 # --- the frame contract ---------------------------------------------------------------------------
 
 
-def test_frame_passes_the_tidy_frame_check_with_the_documented_columns():
-    frame = simulate_network(seed=0, n_steps=800)
+def test_frame_passes_the_tidy_frame_check_with_the_documented_columns(simulate):
+    frame = simulate(seed=0, n_steps=800)
     validate_frame(frame, "test")
     assert list(frame.columns) == [
         "device",
@@ -102,32 +127,34 @@ def test_frame_passes_the_tidy_frame_check_with_the_documented_columns():
     ]
 
 
-def test_rows_are_sorted_by_device_then_time():
-    frame = simulate_network(seed=0, n_steps=800)
+def test_rows_are_sorted_by_device_then_time(simulate):
+    frame = simulate(seed=0, n_steps=800)
     pd.testing.assert_frame_equal(frame, frame.sort_values(["device", "time"], ignore_index=True))
 
 
-def test_label_is_one_exactly_on_attack_rows():
-    frame = simulate_network(seed=0, n_steps=800)
+def test_label_is_one_exactly_on_attack_rows(simulate):
+    frame = simulate(seed=0, n_steps=800)
     assert ((frame["label"] == 1) == (frame["attack"] != "normal")).all()
 
 
-def test_accepts_omegaconf_containers_from_hydra():
+def test_accepts_omegaconf_containers_from_hydra(simulate, one_episode):
     devices, attacks = {"water_tank": 1}, one_episode("replay")
-    plain = simulate_network(n_steps=STEPS, devices=devices, attacks=attacks)
-    from_config = simulate_network(n_steps=STEPS, devices=OmegaConf.create(devices), attacks=OmegaConf.create(attacks))
+    plain = simulate(n_steps=STEPS, devices=devices, attacks=attacks)
+    from_config = simulate(n_steps=STEPS, devices=OmegaConf.create(devices), attacks=OmegaConf.create(attacks))
     pd.testing.assert_frame_equal(plain, from_config)
 
 
-def test_shipped_config_spells_out_the_simulator_defaults():
-    source = OmegaConf.to_container(OmegaConf.load(CONFIG).source)
-    target = source.pop("_target_")
-    assert target == "twinids.twin.simulate_network"
-    defaults = {name: p.default for name, p in inspect.signature(simulate_network).parameters.items()}
-    assert parse_attacks(source.pop("attacks")) == parse_attacks(None)
-    assert source.pop("devices") == {"heated_room": 2, "water_tank": 2, "conveyor": 2}
-    source.pop("seed")
-    assert source == {key: defaults[key] for key in source}
+def test_shipped_config_injects_every_attack_type_and_sets_each_of_its_settings(shipped_attacks):
+    parsed = parse_attacks(shipped_attacks)
+    assert list(parsed) == list(ATTACKS)
+    for name, type_settings in parsed.items():
+        assert set(type_settings) == {"rate", "length", *ATTACKS[name].settings}, name
+
+
+def test_an_attack_type_missing_a_setting_is_refused_naming_it(shipped_attacks):
+    settings = {key: value for key, value in shipped_attacks["replay"].items() if key != "max_lag"}
+    with pytest.raises(TwinIDSError, match=r"data\.source\.attacks\.replay: missing setting\(s\) \['max_lag'\]"):
+        parse_attacks({"replay": settings})
 
 
 def test_hydra_instantiates_the_shipped_config_into_a_valid_frame():
@@ -141,7 +168,7 @@ def test_hydra_instantiates_the_shipped_config_into_a_valid_frame():
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_normal_rows_have_residuals_within_a_few_sensor_noise_stds(kind):
+def test_normal_rows_have_residuals_within_a_few_sensor_noise_stds(kind, run):
     frame = run(kind, attacks={})
     sigma = DEVICE_KINDS[kind].sensor_noise
     residual = frame["residual_primary"].abs() / sigma
@@ -153,7 +180,7 @@ def test_normal_rows_have_residuals_within_a_few_sensor_noise_stds(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_fdi_bias_shifts_the_first_attacked_reading_by_the_bias_and_keeps_the_residual_offset(kind):
+def test_fdi_bias_shifts_the_first_attacked_reading_by_the_bias_and_keeps_the_residual_offset(kind, run, one_episode):
     clean = run(kind, attacks={})
     attacked = run(kind, one_episode("false_data_injection", modes=["bias"], magnitude=8.0))
     rows = episode_rows(attacked, "false_data_injection")
@@ -165,7 +192,7 @@ def test_fdi_bias_shifts_the_first_attacked_reading_by_the_bias_and_keeps_the_re
     assert (rows["residual_primary"] * np.sign(shift)).median() > 5.0 * sigma
 
 
-def test_fdi_ramp_grows_linearly_from_a_small_offset():
+def test_fdi_ramp_grows_linearly_from_a_small_offset(run, one_episode):
     clean = run("heated_room", attacks={})
     attacked = run("heated_room", one_episode("false_data_injection", length=40, modes=["ramp"], magnitude=8.0))
     start = episode_rows(attacked, "false_data_injection").index[0]
@@ -174,7 +201,7 @@ def test_fdi_ramp_grows_linearly_from_a_small_offset():
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_replay_rows_repeat_an_earlier_segment_of_the_same_device(kind):
+def test_replay_rows_repeat_an_earlier_segment_of_the_same_device(kind, run, one_episode):
     clean = run(kind, attacks={})
     rows = episode_rows(run(kind, one_episode("replay")), "replay")
     first = rows.iloc[0]["sensor_primary"]
@@ -184,7 +211,7 @@ def test_replay_rows_repeat_an_earlier_segment_of_the_same_device(kind):
     np.testing.assert_array_equal(rows[SENSOR_COLUMNS].to_numpy(), source)
 
 
-def test_dos_stale_repeats_the_last_delivered_packet():
+def test_dos_stale_repeats_the_last_delivered_packet(run, one_episode):
     frame = run("water_tank", one_episode("denial_of_service", modes=["stale"]))
     rows = episode_rows(frame, "denial_of_service")
     before = frame.loc[rows.index[0] - 1, SENSOR_COLUMNS].to_numpy(dtype=float)
@@ -193,7 +220,7 @@ def test_dos_stale_repeats_the_last_delivered_packet():
     assert rows["residual_primary"].abs().max() > 5.0 * DEVICE_KINDS["water_tank"].sensor_noise
 
 
-def test_dos_missing_drops_rows_and_labels_the_row_that_ends_the_gap():
+def test_dos_missing_drops_rows_and_labels_the_row_that_ends_the_gap(run, one_episode):
     clean = run("conveyor", attacks={})
     frame = run("conveyor", one_episode("denial_of_service", length=25, modes=["missing"], drop_probability=1.0))
     assert len(frame) == len(clean) - 25
@@ -204,7 +231,7 @@ def test_dos_missing_drops_rows_and_labels_the_row_that_ends_the_gap():
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_spoofed_readings_are_plausible_yet_not_the_real_ones(kind):
+def test_spoofed_readings_are_plausible_yet_not_the_real_ones(kind, run, one_episode):
     clean = run(kind, attacks={})
     rows = episode_rows(run(kind, one_episode("spoofing")), "spoofing")
     half_width = DEVICE_KINDS[kind].spoof_half_width
@@ -213,7 +240,7 @@ def test_spoofed_readings_are_plausible_yet_not_the_real_ones(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_command_injection_makes_the_plant_diverge_from_the_twin_behind_forged_feedback(kind):
+def test_command_injection_makes_the_plant_diverge_from_the_twin_behind_forged_feedback(kind, run, one_episode):
     frame = run(kind, one_episode("command_injection", length=40))
     rows = episode_rows(frame, "command_injection")
     normal = frame[frame["label"] == 0]
@@ -224,35 +251,45 @@ def test_command_injection_makes_the_plant_diverge_from_the_twin_behind_forged_f
     assert diverged > 4.0 * normal["residual_primary"].abs().quantile(0.99)
 
 
-def test_command_injection_without_forging_reports_the_hijacked_actuator():
+def test_command_injection_without_forging_reports_the_hijacked_actuator(run, one_episode):
     frame = run("heated_room", one_episode("command_injection", forge_feedback=False))
     rows = episode_rows(frame, "command_injection")
     assert (rows["actuator_reported"] != rows["actuator_command"]).mean() > 0.5
 
 
-# --- bad arguments are refused with a message naming the key and the options ----------------------
+# --- bad arguments are refused with a message naming the config key and the options -------------
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "expected"),
+    ("changes", "expected"),
     [
-        ({"devices": {"toaster": 1}}, "unknown device kind 'toaster'; valid kinds are ['conveyor'"),
+        (
+            {"devices": {"toaster": 1}},
+            "data.source.devices: unknown device kind 'toaster'; valid kinds are ['conveyor'",
+        ),
         ({"devices": [{"kind": "conveyor", "colour": "red"}]}, "unknown parameter(s) ['colour']"),
-        ({"devices": {"conveyor": -1}}, "devices.conveyor must be a whole number"),
+        ({"devices": {"conveyor": -1}}, "data.source.devices.conveyor must be an integer >= 0; got -1"),
+        ({"devices": {"conveyor": True}}, "data.source.devices.conveyor must be an integer >= 0; got True"),
         ({"devices": {}}, "no devices configured"),
         ({"attacks": {"ddos": {}}}, "unknown attack type 'ddos'; valid types are ['false_data_injection'"),
-        ({"attacks": {"replay": {"rate": -1}}}, "attacks.replay.rate must be a number >= 0"),
-        ({"attacks": {"replay": {"speed": 2}}}, "attacks.replay: unknown setting(s) ['speed']"),
-        ({"attacks": {"replay": {"length": [30, 10]}}}, "attacks.replay.length must be [low, high]"),
+        ({"attacks": None}, "data.source.attacks must be a mapping of attack type -> settings"),
+        ({"attacks": {"replay": {"rate": -1}}}, "data.source.attacks.replay.rate must be a number in [0, inf]"),
+        ({"attacks": {"replay": {"speed": 2}}}, "data.source.attacks.replay: unknown setting(s) ['speed']"),
+        ({"attacks": {"replay": {"length": [30, 10]}}}, "data.source.attacks.replay.length must be [low, high]"),
+        ({"attacks": {"replay": {"max_lag": True}}}, "data.source.attacks.replay.max_lag must be an integer >= 1"),
         ({"attacks": {"denial_of_service": {"modes": ["flood"]}}}, "valid are ['stale', 'missing']"),
-        ({"n_steps": 100}, "n_steps=100 is too small for the configured attacks"),
-        ({"n_steps": 0}, "n_steps must be a whole number >= 1"),
-        ({"seed": -1}, "seed must be a whole number >= 0"),
-        ({"step_seconds": 0}, "step_seconds must be a number > 0"),
-        ({"twin_gain": 2.0}, "twin_gain must be a number in [0, 1]"),
+        ({"n_steps": 100}, "data.source.n_steps=100 is too small for the configured attacks"),
+        ({"n_steps": 0}, "data.source.n_steps must be an integer >= 1"),
+        ({"seed": -1}, "data.source.seed must be an integer >= 0"),
+        ({"step_seconds": 0}, "data.source.step_seconds must be a number in (0, inf]"),
+        ({"twin_gain": 2.0}, "data.source.twin_gain must be a number in [0, 1]"),
+        ({"packet_loss": True}, "data.source.packet_loss must be a number in [0, 1)"),
     ],
 )
-def test_bad_arguments_raise_twinids_error_naming_the_key(kwargs, expected):
+def test_bad_settings_raise_twinids_error_naming_the_config_key(changes, expected, simulate, shipped_attacks):
+    """Each case changes one setting of the shipped config (attack settings merge over the shipped ones)."""
+    if isinstance(changes.get("attacks"), dict):
+        changes = {"attacks": {name: {**shipped_attacks.get(name, {}), **s} for name, s in changes["attacks"].items()}}
     with pytest.raises(TwinIDSError) as error:
-        simulate_network(**{"n_steps": 1000, **kwargs})
+        simulate(**{"n_steps": 1000, **changes})
     assert expected in str(error.value)

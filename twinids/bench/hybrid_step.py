@@ -24,7 +24,19 @@ HYBRID_VARIANTS = ("plain", "ghost", "per_sample")
 
 def _step(name: str, windows: torch.Tensor, labels: torch.Tensor) -> Callable[[], None]:
     torch.manual_seed(0)
-    model = LSTMSAEMHADetector(windows.shape[2], 2, hidden_size=32, code_size=16, heads=4)
+    model = LSTMSAEMHADetector(
+        windows.shape[2],
+        2,
+        hidden_size=32,
+        num_layers=1,
+        code_size=16,
+        heads=4,
+        sparsity="kl",
+        sparsity_target=0.05,
+        pooling="mean",
+        dropout=0.1,
+        attention_dropout=0.0,
+    )  # the shipped configs/model/lstm_sae_mha.yaml
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     criterion = ClassifierLoss(auxiliary_weights={"reconstruction": 0.1, "sparsity": 0.01})
     if name != "plain":

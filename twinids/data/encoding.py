@@ -11,9 +11,13 @@ SCALERS = ("standard", "minmax", "none")
 
 
 class FeatureEncoder:
-    """Scales numeric columns and one-hot encodes categorical ones; categories unseen in training map to zeros."""
+    """Scales numeric columns and one-hot encodes categorical ones; categories unseen in training map to zeros.
 
-    def __init__(self, scaler: str = "standard") -> None:
+    Args:
+        scaler: `data.scaler`: "standard", "minmax" or "none" (numeric columns passed through).
+    """
+
+    def __init__(self, scaler: str) -> None:
         if scaler not in SCALERS:
             raise TwinIDSError(f"unknown data.scaler '{scaler}'; valid: {', '.join(SCALERS)}")
         self.scaler = scaler

@@ -22,7 +22,7 @@ from twinids.data.frame import (
 )
 from twinids.data.splits import assign_splits, check_splits_present
 from twinids.data.windows import LABEL_MODES, run_boundaries, window_label_rows, window_starts
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, require_integer, require_number
 
 CLASS_SETS = ("binary", "multiclass")
 TRAIN_ON = ("all", "normal")
@@ -46,10 +46,8 @@ class WindowSettings:
     drop_features: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        for name in ("window", "stride"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise TwinIDSError(f"data.{name} must be an integer >= 1; got {value!r}")
+        require_integer(self.window, "data.window", 1)
+        require_integer(self.stride, "data.stride", 1)
         if self.label_mode not in LABEL_MODES:
             raise TwinIDSError(f"unknown data.label_mode '{self.label_mode}'; valid: {', '.join(LABEL_MODES)}")
         if self.classes not in CLASS_SETS:
@@ -65,35 +63,19 @@ class WindowSettings:
         """The settings of a `data` config node (every key is required: its defaults live in the YAML)."""
         split = data_cfg.split  # type: ignore[attr-defined]
         return cls(
-            window=_integer(data_cfg.window, "data.window"),  # type: ignore[attr-defined]
-            stride=_integer(data_cfg.stride, "data.stride"),  # type: ignore[attr-defined]
+            window=require_integer(data_cfg.window, "data.window", 1),  # type: ignore[attr-defined,arg-type]
+            stride=require_integer(data_cfg.stride, "data.stride", 1),  # type: ignore[attr-defined,arg-type]
             label_mode=str(data_cfg.label_mode),  # type: ignore[attr-defined]
             classes=str(data_cfg.classes),  # type: ignore[attr-defined]
             split_method=str(split.method),
-            val_fraction=_number(split.val_fraction, "data.split.val_fraction"),
-            test_fraction=_number(split.test_fraction, "data.split.test_fraction"),
+            val_fraction=require_number(split.val_fraction, "data.split.val_fraction"),
+            test_fraction=require_number(split.test_fraction, "data.split.test_fraction"),
             val_devices=tuple(str(d) for d in split.val_devices or ()),
             test_devices=tuple(str(d) for d in split.test_devices or ()),
             scaler=str(data_cfg.scaler),  # type: ignore[attr-defined]
             train_on=str(data_cfg.train_on),  # type: ignore[attr-defined]
             drop_features=tuple(str(c) for c in data_cfg.drop_features or ()),  # type: ignore[attr-defined]
         )
-
-
-def _integer(value: object, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TwinIDSError(f"{key} must be an integer; got {value!r}")
-    try:
-        return int(value)
-    except ValueError:
-        raise TwinIDSError(f"{key} must be an integer; got {value!r}") from None
-
-
-def _number(value: object, key: str) -> float:
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TwinIDSError(f"{key} must be a number; got {value!r}") from None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, require_integer
 
 SCORER_KINDS = ("zscore", "mahalanobis")
 MIN_STD = 1e-8  # floor for a feature whose normal residuals never vary: any deviation there scores very high
@@ -36,13 +36,14 @@ class ResidualScorer:
     what the detector's errors look like in normal operation.
 
     Args:
-        kind: ``"zscore"`` (per-feature standardisation) or ``"mahalanobis"`` (shrunk full covariance).
+        kind: ``"zscore"`` (per-feature standardisation) or ``"mahalanobis"`` (shrunk full covariance): the
+            ``scorer.kind`` of the model's config, with no default here.
 
     Raises:
         TwinIDSError: for an unknown ``kind``.
     """
 
-    def __init__(self, kind: str = "zscore") -> None:
+    def __init__(self, kind: str) -> None:
         if kind not in SCORER_KINDS:
             raise TwinIDSError(f"scorer kind must be one of {list(SCORER_KINDS)}, got {kind!r}.")
         self.kind = kind
@@ -149,7 +150,7 @@ class ResidualScorer:
 
 
 def smooth(
-    scores: np.ndarray | Sequence[float], groups: np.ndarray | Sequence[Hashable] | None = None, span: int = 1
+    scores: np.ndarray | Sequence[float], groups: np.ndarray | Sequence[Hashable] | None, span: int
 ) -> np.ndarray:
     """Trailing mean of each window's score over the last ``span`` windows of the same device.
 
@@ -160,7 +161,7 @@ def smooth(
     Args:
         scores: per-window scores, shape (windows,), in time order within each device.
         groups: device (or run) of each window; None means one device.
-        span: windows averaged, >= 1; 1 returns the scores unchanged.
+        span: windows averaged, >= 1 (the model's ``scorer.smooth``); 1 returns the scores unchanged.
 
     Returns:
         Smoothed scores, shape (windows,), aligned with the input.
@@ -169,8 +170,7 @@ def smooth(
         TwinIDSError: for a span that is not an integer >= 1 or groups of another length.
     """
     values = np.asarray(scores, dtype=np.float64)
-    if isinstance(span, bool) or not isinstance(span, int | np.integer) or span < 1:
-        raise TwinIDSError(f"the smoothing span must be an integer >= 1 (windows averaged), got {span!r}.")
+    require_integer(int(span) if isinstance(span, np.integer) else span, "scorer.smooth", 1)
     codes = np.zeros(len(values), dtype=np.int64) if groups is None else _group_codes(groups, len(values))
     order = np.argsort(codes, kind="stable")
     in_order, sorted_codes = values[order], codes[order]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, require_number
 
 
 def threshold_for_fpr(normal_scores: np.ndarray | Sequence[float], *, target_fpr: float) -> float:
@@ -32,10 +32,7 @@ def threshold_for_fpr(normal_scores: np.ndarray | Sequence[float], *, target_fpr
     Raises:
         TwinIDSError: for an empty or non-1-D score array, non-finite scores, or ``target_fpr`` outside (0, 1).
     """
-    if isinstance(target_fpr, bool) or not isinstance(target_fpr, int | float) or not 0.0 < target_fpr < 1.0:
-        raise TwinIDSError(
-            f"target_fpr must be a false-alarm rate strictly between 0 and 1 (e.g. 0.01), got {target_fpr!r}."
-        )
+    require_number(target_fpr, "threshold.target_fpr", 0, 1, open_low=True, open_high=True)
     scores = np.asarray(normal_scores, dtype=np.float64)
     if scores.ndim != 1 or scores.size == 0:
         raise TwinIDSError(

@@ -7,7 +7,7 @@ packet of a row; `actuate` rewrites the actuator value applied during the interv
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -41,7 +41,7 @@ class Episode:
     """Base episode: tampers with nothing. Subclasses override `tamper` and/or `actuate`."""
 
     name: ClassVar[str] = "normal"
-    defaults: ClassVar[dict[str, Any]] = {}
+    settings: ClassVar[tuple[str, ...]] = ()  # the type's own config keys, beside rate and length
     start: int
     length: int
 
@@ -78,9 +78,9 @@ class FalseDataInjection(Episode):
     """
 
     name: ClassVar[str] = "false_data_injection"
-    defaults: ClassVar[dict[str, Any]] = {"modes": ["bias", "ramp"], "magnitude": [5.0, 12.0]}
-    mode: str = "bias"
-    offset: float = 0.0
+    settings: ClassVar[tuple[str, ...]] = ("modes", "magnitude")
+    mode: str
+    offset: float
 
     @classmethod
     def plan(
@@ -100,8 +100,8 @@ class Replay(Episode):
     """Re-sends the device's own recorded packets from `lag` steps earlier (whole packets, fresh timestamps)."""
 
     name: ClassVar[str] = "replay"
-    defaults: ClassVar[dict[str, Any]] = {"max_lag": 500}
-    lag: int = 0
+    settings: ClassVar[tuple[str, ...]] = ("max_lag",)
+    lag: int
 
     @classmethod
     def plan(
@@ -119,10 +119,10 @@ class DenialOfService(Episode):
     """Floods the link: either the gateway keeps serving the last packet (stale) or packets are lost (missing)."""
 
     name: ClassVar[str] = "denial_of_service"
-    defaults: ClassVar[dict[str, Any]] = {"modes": ["stale", "missing"], "drop_probability": 0.8}
-    mode: str = "stale"
-    dropped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    frozen: Packet | None = None
+    settings: ClassVar[tuple[str, ...]] = ("modes", "drop_probability")
+    mode: str
+    dropped: np.ndarray
+    frozen: Packet | None = None  # the stale packet, set at the episode's first step
 
     @classmethod
     def plan(
@@ -146,11 +146,11 @@ class Spoofing(Episode):
     around the setpoint, a random-but-plausible actuator state, and the meter value that state would give."""
 
     name: ClassVar[str] = "spoofing"
-    defaults: ClassVar[dict[str, Any]] = {"smoothing": 0.8}
-    unit: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    switches: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    meter_shocks: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    actuator: float = 0.0
+    settings: ClassVar[tuple[str, ...]] = ("smoothing",)
+    unit: np.ndarray
+    switches: np.ndarray
+    meter_shocks: np.ndarray
+    actuator: float = 0.0  # the spoofed actuator state, set at the episode's first step
 
     @classmethod
     def plan(
@@ -192,10 +192,10 @@ class CommandInjection(Episode):
     really diverges from the twin; with `forge_feedback` the device reports the legitimate command."""
 
     name: ClassVar[str] = "command_injection"
-    defaults: ClassVar[dict[str, Any]] = {"magnitude": [0.15, 0.35], "forge_feedback": True}
-    shift: float = 0.0
-    forge_feedback: bool = True
-    forced: float | None = None
+    settings: ClassVar[tuple[str, ...]] = ("magnitude", "forge_feedback")
+    shift: float
+    forge_feedback: bool
+    forced: float | None = None  # the held on/off actuator value, set at the episode's first step
 
     @classmethod
     def plan(

@@ -84,7 +84,7 @@ class HeatedRoom(DeviceModel):
     kind: ClassVar[str] = "heated_room"
     binary_actuator: ClassVar[bool] = True
     jittered: ClassVar[tuple[str, ...]] = ("tau_s", "heater_kw", "rise_c_per_kw", "outdoor_mean_c")
-    step_seconds: float = 60.0
+    step_seconds: float  # data.source.step_seconds: the sampling period sets the physics' time step
     tau_s: float = 1200.0
     heater_kw: float = 2.0
     rise_c_per_kw: float = 8.0
@@ -131,7 +131,7 @@ class WaterTank(DeviceModel):
     kind: ClassVar[str] = "water_tank"
     binary_actuator: ClassVar[bool] = True
     jittered: ClassVar[tuple[str, ...]] = ("litres_per_pct", "pump_lps", "outflow_lps_per_pct")
-    step_seconds: float = 60.0
+    step_seconds: float  # data.source.step_seconds: the sampling period sets the physics' time step
     litres_per_pct: float = 10.0
     pump_lps: float = 1.0
     outflow_lps_per_pct: float = 0.016
@@ -172,7 +172,7 @@ class Conveyor(DeviceModel):
     kind: ClassVar[str] = "conveyor"
     binary_actuator: ClassVar[bool] = False
     jittered: ClassVar[tuple[str, ...]] = ("tau_s", "speed_per_unit", "droop_pct_per_kg", "current_per_kg")
-    step_seconds: float = 60.0
+    step_seconds: float  # data.source.step_seconds: the sampling period sets the physics' time step
     tau_s: float = 40.0
     speed_per_unit: float = 110.0
     droop_pct_per_kg: float = 0.02
@@ -213,8 +213,8 @@ def build_device(
     kind: str,
     step_seconds: float,
     rng: np.random.Generator,
-    overrides: dict[str, Any] | None = None,
-    where: str = "devices",
+    overrides: dict[str, Any],
+    where: str,
 ) -> DeviceModel:
     """A device of `kind` with its physical constants jittered +-10% (no two rooms alike), then overridden.
 
@@ -227,7 +227,7 @@ def build_device(
     model: DeviceModel = model_cls(step_seconds=step_seconds)  # type: ignore[call-arg]
     jitter = {name: getattr(model, name) * float(rng.uniform(0.9, 1.1)) for name in model_cls.jittered}
     model = replace(model, **jitter)  # type: ignore[type-var]
-    overrides = dict(overrides or {})
+    overrides = dict(overrides)
     valid = sorted(f.name for f in fields(model) if f.name != "step_seconds")  # type: ignore[arg-type]
     unknown = sorted(set(overrides) - set(valid))
     if unknown:

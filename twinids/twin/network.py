@@ -11,12 +11,12 @@ import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from twinids.data.frame import validate_frame
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, require_integer, require_number
 from twinids.twin.devices import DEVICE_KINDS, build_device
 from twinids.twin.schedule import check_fits, parse_attacks, plan_episodes
 from twinids.twin.stream import run_device
 
-DEFAULT_DEVICES: dict[str, int] = {"heated_room": 2, "water_tank": 2, "conveyor": 2}
+KEY = "data.source"  # where the simulator's settings live in the composed config (configs/data/synthetic_twin.yaml)
 FEATURES = (
     "device_kind",
     "sensor_primary",
@@ -40,20 +40,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def parse_devices(devices: Mapping[str, Any] | Sequence[Any] | None) -> list[tuple[str, str, dict[str, Any]]]:
-    """(name, kind, parameter overrides) per device from any of the accepted shapes:
+def parse_devices(devices: Mapping[str, Any] | Sequence[Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(name, kind, parameter overrides) per device from either accepted shape:
 
-    - None: two of each kind (`DEFAULT_DEVICES`);
     - {kind: count}: `count` devices of `kind`, named `<kind>_1`, `<kind>_2`, ...;
     - [kind, ...] or [{kind: ..., name: ..., <parameter>: ...}, ...]: one device per entry.
     """
-    devices = DEFAULT_DEVICES if devices is None else _plain(devices)
+    devices = _plain(devices)
     entries: list[dict[str, Any]] = []
     if isinstance(devices, Mapping):
         for kind, count in devices.items():
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise TwinIDSError(f"devices.{kind} must be a whole number of devices >= 0; got {count!r}")
-            entries += [{"kind": kind} for _ in range(count)]
+            count = require_integer(count, f"{KEY}.devices.{kind}", 0)
+            entries += [{"kind": kind} for _ in range(count)]  # type: ignore[arg-type]
     elif isinstance(devices, Sequence) and not isinstance(devices, str):
         for index, entry in enumerate(devices):
             if isinstance(entry, str):
@@ -62,66 +60,60 @@ def parse_devices(devices: Mapping[str, Any] | Sequence[Any] | None) -> list[tup
                 entries.append(dict(entry))
             else:
                 raise TwinIDSError(
-                    f"devices[{index}] must be a kind name or a mapping with a 'kind' key; "
+                    f"{KEY}.devices[{index}] must be a kind name or a mapping with a 'kind' key; "
                     f"got {entry!r}; kinds are {sorted(DEVICE_KINDS)}"
                 )
     else:
-        raise TwinIDSError(f"devices must be a mapping kind -> count or a list of devices; got {devices!r}")
+        raise TwinIDSError(f"{KEY}.devices must be a mapping kind -> count or a list of devices; got {devices!r}")
     parsed: list[tuple[str, str, dict[str, Any]]] = []
     seen: dict[str, int] = {}
     for entry in entries:
         kind = str(entry.pop("kind"))
         if kind not in DEVICE_KINDS:
-            raise TwinIDSError(f"devices: unknown device kind {kind!r}; valid kinds are {sorted(DEVICE_KINDS)}")
+            raise TwinIDSError(f"{KEY}.devices: unknown device kind {kind!r}; valid kinds are {sorted(DEVICE_KINDS)}")
         seen[kind] = seen.get(kind, 0) + 1
         name = str(entry.pop("name", f"{kind}_{seen[kind]}"))
         if any(name == other for other, _, _ in parsed):
-            raise TwinIDSError(f"devices: duplicate device name {name!r}; give each device its own 'name'")
+            raise TwinIDSError(f"{KEY}.devices: duplicate device name {name!r}; give each device its own 'name'")
         parsed.append((name, kind, entry))
     if not parsed:
-        raise TwinIDSError(f"devices: no devices configured; add at least one of {sorted(DEVICE_KINDS)}")
+        raise TwinIDSError(f"{KEY}.devices: no devices configured; add at least one of {sorted(DEVICE_KINDS)}")
     return parsed
 
 
 def _check_numbers(
     seed: Any, n_steps: Any, step_seconds: Any, twin_gain: Any, twin_gate: Any, packet_loss: Any
 ) -> None:
-    def whole(value: Any) -> bool:
-        return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-    if not whole(seed) or seed < 0:
-        raise TwinIDSError(f"seed must be a whole number >= 0; got {seed!r}")
-    if not whole(n_steps) or n_steps < 1:
-        raise TwinIDSError(f"n_steps must be a whole number >= 1 (steps per device); got {n_steps!r}")
-    if isinstance(step_seconds, bool) or not isinstance(step_seconds, int | float) or step_seconds <= 0:
-        raise TwinIDSError(f"step_seconds must be a number > 0; got {step_seconds!r}")
-    if isinstance(twin_gain, bool) or not isinstance(twin_gain, int | float) or not 0 <= twin_gain <= 1:
-        raise TwinIDSError(f"twin_gain must be a number in [0, 1] (0 = pure open-loop twin); got {twin_gain!r}")
-    if isinstance(twin_gate, bool) or not isinstance(twin_gate, int | float) or twin_gate <= 0:
-        raise TwinIDSError(f"twin_gate must be a number > 0 (sensor-noise stds); got {twin_gate!r}")
-    if isinstance(packet_loss, bool) or not isinstance(packet_loss, int | float) or not 0 <= packet_loss < 1:
-        raise TwinIDSError(f"packet_loss must be a probability in [0, 1); got {packet_loss!r}")
+    """Refuse settings of the wrong type or range (booleans too: YAML's `true` is an int to Python)."""
+    require_integer(seed, f"{KEY}.seed", 0)
+    require_integer(n_steps, f"{KEY}.n_steps", 1)
+    require_number(step_seconds, f"{KEY}.step_seconds", 0, open_low=True)
+    require_number(twin_gain, f"{KEY}.twin_gain", 0, 1)
+    require_number(twin_gate, f"{KEY}.twin_gate", 0, open_low=True)
+    require_number(packet_loss, f"{KEY}.packet_loss", 0, 1, open_high=True)
 
 
 def simulate_network(
-    seed: int = 0,
-    n_steps: int = 4000,
-    step_seconds: float = 60.0,
-    devices: Mapping[str, Any] | Sequence[Any] | None = None,
-    attacks: Mapping[str, Any] | None = None,
-    twin_gain: float = 0.02,
-    twin_gate: float = 5.0,
-    packet_loss: float = 0.002,
+    seed: int,
+    n_steps: int,
+    step_seconds: float,
+    devices: Mapping[str, Any] | Sequence[Any],
+    attacks: Mapping[str, Any],
+    twin_gain: float,
+    twin_gate: float,
+    packet_loss: float,
 ) -> pd.DataFrame:
     """Simulate the digital twin network and return its telemetry as a tidy frame (sorted by device, time).
+
+    Every setting is required: the shipped values live in configs/data/synthetic_twin.yaml only.
 
     Args:
         seed: root seed; each device draws from its own stream keyed by (seed, device name), so adding a
             device leaves the others unchanged.
         n_steps: sampling steps per device (rows per device, less any packets lost).
         step_seconds: sampling period in seconds.
-        devices: None, {kind: count} or a list of kinds / {kind, name, <parameter>: value} mappings.
-        attacks: None (every type, defaults) or {type: {rate, length, <type settings>}}; {} for no attacks.
+        devices: {kind: count} or a list of kinds / {kind, name, <parameter>: value} mappings.
+        attacks: {type: {rate, length, <type settings>}}, every setting of each type given; {} for no attacks.
         twin_gain: share of a plausible reading's residual the virtual twin folds in per step (0 = open loop).
         twin_gate: readings further than this many sensor-noise stds from the twin are not folded in.
         packet_loss: probability that a normal packet is lost (benign gaps in `dt`).
@@ -137,7 +129,7 @@ def simulate_network(
     for name, kind, overrides in device_specs:
         streams = np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).spawn(4)
         params_rng, schedule_rng, noise_rng, attack_rng = (np.random.default_rng(s) for s in streams)
-        model = build_device(kind, float(step_seconds), params_rng, overrides, where=f"devices[{name!r}]")
+        model = build_device(kind, float(step_seconds), params_rng, overrides, where=f"{KEY}.devices[{name!r}]")
         episodes = plan_episodes(attack_settings, int(n_steps), attack_rng, model)
         rows = run_device(
             model,

@@ -1,8 +1,9 @@
 """Attack settings: validate the `attacks` config and place non-overlapping episodes on a device's timeline.
 
 `rate` is the expected number of episodes per 1000 steps per device; `length` the [min, max] episode length
-in steps. Episodes start after a warm-up, never overlap, and keep a clean gap between them so that one
-window of 20 steps rarely mixes two attacks.
+in steps. Episodes start after a warm-up, never overlap, and keep a clean gap between them so that one window
+of 20 steps rarely mixes two attacks. Every setting of an injected type is required: the shipped values live
+in configs/data/synthetic_twin.yaml only.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, require_integer, require_number
 from twinids.twin.attacks import ATTACKS, Episode
 from twinids.twin.devices import DeviceModel
 
-COMMON_DEFAULTS: dict[str, Any] = {"rate": 1.0, "length": [20, 60]}
+COMMON_SETTINGS = ("rate", "length")  # every attack type's settings, beside its own `Episode.settings`
+KEY = "data.source.attacks"  # where attack settings live in the composed config
 MODES = {"false_data_injection": ("bias", "ramp"), "denial_of_service": ("stale", "missing")}
 WARMUP_STEPS = 50  # clean start: controllers settle and replay has something to replay
 GAP_STEPS = 20  # clean steps after every episode (the DoS gap row and the plant settle in it)
@@ -38,9 +40,7 @@ def _range(where: str, value: Any, integer: bool = False) -> list[float]:
 
 def _check_param(where: str, name: str, key: str, value: Any) -> Any:
     if key == "rate":
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise TwinIDSError(f"{where} must be a number >= 0 (episodes per 1000 steps); got {value!r}")
-        return float(value)
+        return require_number(value, where, 0)
     if key in ("length",):
         return _range(where, value, integer=True)
     if key == "magnitude":
@@ -52,42 +52,41 @@ def _check_param(where: str, name: str, key: str, value: Any) -> Any:
             raise TwinIDSError(f"{where}: unknown or empty mode(s) {bad or modes}; valid are {list(MODES[name])}")
         return modes
     if key in ("drop_probability", "smoothing"):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            raise TwinIDSError(f"{where} must be a number in [0, 1]; got {value!r}")
-        return float(value)
+        return require_number(value, where, 0, 1)
     if key == "max_lag":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise TwinIDSError(f"{where} must be a whole number >= 1 (steps); got {value!r}")
-        return value
+        return require_integer(value, where, 1)
     if key == "forge_feedback" and not isinstance(value, bool):
         raise TwinIDSError(f"{where} must be true or false; got {value!r}")
     return value
 
 
-def parse_attacks(attacks: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """Per attack type, its full validated settings. None means every type with its defaults; a mapping
-    lists the types to inject, each with settings merged over that type's defaults ({} means none).
+def parse_attacks(attacks: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per attack type to inject, its validated settings ({} means no attacks). Each type gives every one of
+    its settings (`rate`, `length` and the type's own): none is filled in here.
 
     Raises:
-        TwinIDSError: unknown attack type or setting, or a value out of range; the message names the key.
+        TwinIDSError: unknown attack type, unknown or missing setting, or a value out of range; the message
+            names the key.
     """
-    if attacks is None:
-        attacks = {name: {} for name in ATTACKS}
     if not isinstance(attacks, Mapping):
-        raise TwinIDSError(f"attacks must be a mapping of attack type -> settings; got {type(attacks).__name__}")
+        raise TwinIDSError(f"{KEY} must be a mapping of attack type -> settings; got {type(attacks).__name__}")
     parsed: dict[str, dict[str, Any]] = {}
     for name, settings in attacks.items():
         if name not in ATTACKS:
-            raise TwinIDSError(f"attacks: unknown attack type {name!r}; valid types are {list(ATTACKS)}")
-        defaults = {**COMMON_DEFAULTS, **ATTACKS[name].defaults}
-        settings = {} if settings is None else settings
+            raise TwinIDSError(f"{KEY}: unknown attack type {name!r}; valid types are {list(ATTACKS)}")
         if not isinstance(settings, Mapping):
-            raise TwinIDSError(f"attacks.{name} must be a mapping of settings; got {settings!r}")
-        unknown = sorted(set(settings) - set(defaults))
+            raise TwinIDSError(f"{KEY}.{name} must be a mapping of settings; got {settings!r}")
+        valid = (*COMMON_SETTINGS, *ATTACKS[name].settings)
+        unknown = sorted(set(settings) - set(valid))
         if unknown:
-            raise TwinIDSError(f"attacks.{name}: unknown setting(s) {unknown}; valid are {sorted(defaults)}")
-        merged = {**defaults, **settings}
-        parsed[name] = {key: _check_param(f"attacks.{name}.{key}", name, key, value) for key, value in merged.items()}
+            raise TwinIDSError(f"{KEY}.{name}: unknown setting(s) {unknown}; valid are {sorted(valid)}")
+        missing = [key for key in valid if key not in settings]
+        if missing:
+            raise TwinIDSError(
+                f"{KEY}.{name}: missing setting(s) {missing}; each attack type sets {list(valid)} "
+                "(configs/data/synthetic_twin.yaml shows every one)"
+            )
+        parsed[name] = {key: _check_param(f"{KEY}.{name}.{key}", name, key, settings[key]) for key in valid}
     return parsed
 
 
@@ -104,9 +103,9 @@ def check_fits(attacks: dict[str, dict[str, Any]], n_steps: int) -> None:
     need = warmup + sum(math.ceil(_expected(s, n_steps)) * (s["length"][1] + GAP_STEPS) for s in attacks.values())
     if need > n_steps:
         raise TwinIDSError(
-            f"n_steps={n_steps} is too small for the configured attacks: at their longest they need {need} "
+            f"data.source.n_steps={n_steps} is too small for the configured attacks: at their longest they need {need} "
             f"steps per device (warm-up {warmup}, each episode plus a {GAP_STEPS}-step gap); raise n_steps, "
-            f"or lower attacks.<type>.rate / attacks.<type>.length, or pass attacks={{}} for a clean run"
+            f"or lower {KEY}.<type>.rate / {KEY}.<type>.length, or set {KEY}={{}} for a clean run"
         )
 
 

@@ -111,12 +111,12 @@ def _check_flags(flags: pd.Series, label: np.ndarray, path: Path) -> None:
 
 def load(
     root: str,
-    protocol: str = "standard",
-    val_fraction: float = 0.3,
-    drop_constant: bool = True,
-    attack_granularity: str = "generic",
+    protocol: str,
+    val_fraction: float,
+    drop_constant: bool,
+    attack_granularity: str,
 ) -> pd.DataFrame:
-    """Load BATADAL as one tidy frame with a predefined split.
+    """Load BATADAL as one tidy frame with a predefined split (settings: configs/data/batadal.yaml).
 
     Args:
         root: folder holding the three BATADAL files and BATADAL_attack_windows.csv.

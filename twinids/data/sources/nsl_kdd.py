@@ -118,12 +118,12 @@ def read_records(path: Path) -> pd.DataFrame:
 
 def load(
     root: str,
-    test_file: str = "KDDTest+",
-    attack_granularity: str = "category",
-    val_fraction: float = 0.15,
-    seed: int = 0,
+    test_file: str,
+    attack_granularity: str,
+    val_fraction: float,
+    seed: int,
 ) -> pd.DataFrame:
-    """Load NSL-KDD as one tidy frame with a predefined split.
+    """Load NSL-KDD as one tidy frame with a predefined split (settings: configs/data/nsl_kdd.yaml).
 
     Args:
         root: folder holding KDDTrain+_20Percent.txt and the test file.

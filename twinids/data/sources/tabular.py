@@ -17,15 +17,10 @@ import numpy as np
 import pandas as pd
 
 from twinids.data.frame import ATTACK, DEVICE, LABEL, NORMAL, RESERVED_COLUMNS, SPLIT, SPLITS, TIME, validate_frame
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, first_line
 
 BOOLEAN_WORDS = {"true": 1, "false": 0, "0": 0, "1": 1, "yes": 1, "no": 0}
 DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'"}
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message, for one-line errors."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def locate(root: str | Path, file_name: str | Path, card: str) -> Path:
@@ -226,24 +221,27 @@ def finish_frame(frame: pd.DataFrame, card: str) -> pd.DataFrame:
 def load(
     root: str,
     path: str,
-    label_column: str = "label",
-    attack_column: str | None = None,
-    time_column: str | None = None,
-    group_column: str | None = None,
-    drop_columns: Sequence[str] = (),
-    label_values: Mapping | None = None,
-    split_column: str | None = None,
-    sep: str = ",",
+    label_column: str,
+    attack_column: str | None,
+    time_column: str | None,
+    group_column: str | None,
+    drop_columns: Sequence[str],
+    label_values: Mapping | None,
+    split_column: str | None,
+    sep: str,
 ) -> pd.DataFrame:
-    """Load any CSV/Parquet file (path absolute or relative to `root`) as a tidy frame.
+    """Load any CSV/Parquet file (path absolute or relative to `root`) as a tidy frame (settings:
+    configs/data/csv.yaml).
 
     Args:
         label_column: the label; 0/1 unless `label_values` maps raw values (e.g. {benign: 0, ddos: 1}).
-        attack_column: attack-type names; default "attack"/"normal" from the label.
+        attack_column: attack-type names; None: "attack"/"normal" from the label.
         time_column: numeric or date-time column; rows are stably sorted by it within each device.
-        group_column: the device of each row; default the file's stem.
+        group_column: the device of each row; None: the file's stem.
         drop_columns: columns that are not features (ids, timestamps kept only for ordering...).
+        label_values: raw label value -> 0/1; None: the column already holds 0/1.
         split_column: a column holding train/val/test, copied to `split` for `split.method: predefined`.
+        sep: the field delimiter of a CSV file.
 
     Raises:
         TwinIDSError: missing file or column, malformed file, bad cells or label values, one class only.

@@ -21,7 +21,7 @@ from twinids.data.sources.tabular import (
     read_table,
     require_columns,
 )
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, require_integer
 
 CARD = "ton_iot"
 FILE_PATTERN = re.compile(r"^train_test_iot_(?P<device>.+)\.csv$", re.IGNORECASE)
@@ -31,7 +31,7 @@ LOCAL_OFFSET_S = 7 * 3600  # date/time are UTC(ts) - 7 h; adding it back puts We
 ABSENT = "absent"
 
 
-def device_files(root: str | Path, devices: str | Sequence[str] = "all") -> dict[str, Path]:
+def device_files(root: str | Path, devices: str | Sequence[str]) -> dict[str, Path]:
     """Map lower-case device name -> file for the selected devices (`all`: every Train_Test_IoT_*.csv)."""
     folder = Path(root).expanduser()
     found = {}
@@ -167,26 +167,35 @@ def combine_devices(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def load(
     root: str,
-    devices: str | Sequence[str] = "all",
-    blocks: int = 10,
-    val_blocks: int = 1,
-    test_blocks: int = 3,
+    devices: str | Sequence[str],
+    blocks: int,
+    val_blocks: int,
+    test_blocks: int,
 ) -> pd.DataFrame:
-    """Load ToN-IoT devices as one tidy frame with a predefined block split.
+    """Load ToN-IoT devices as one tidy frame with a predefined block split (settings: configs/data/ton_iot.yaml).
 
     Args:
         root: folder holding the Train_Test_IoT_<Device>.csv files.
         devices: device names (file-name part, any case) or "all" for every file present.
-        blocks, val_blocks, test_blocks: the stratified contiguous-block scheme (default 6/1/3 of 10).
+        blocks, val_blocks, test_blocks: the stratified contiguous-block scheme (the shipped 6/1/3 of 10).
 
     Raises:
         TwinIDSError: missing file, malformed file, bad labels or cells, a device with one class only.
     """
     frames = [
-        block_split(read_device(path, name), int(blocks), int(val_blocks), int(test_blocks))
+        block_split(read_device(path, name), *_block_counts(blocks, val_blocks, test_blocks))
         for name, path in device_files(root, devices).items()
     ]
     return finish_frame(combine_devices(frames), CARD)
+
+
+def _block_counts(blocks: object, val_blocks: object, test_blocks: object) -> tuple[int, int, int]:
+    """The block settings as integers, refusing booleans, fractions and text (YAML's `true` is an int to Python)."""
+    return (
+        require_integer(blocks, "data.source.blocks"),
+        require_integer(val_blocks, "data.source.val_blocks"),
+        require_integer(test_blocks, "data.source.test_blocks"),
+    )  # type: ignore[return-value]
 
 
 def raw(root: str, devices: str | Sequence[str] = "all") -> pd.DataFrame:

@@ -22,24 +22,25 @@ from twinids.data.sources.tabular import (
 from twinids.errors import TwinIDSError
 
 CARD = "unsw_nb15"
-DEFAULT_FILE = "UNSW_NB15_training-set.csv.gz"
+PUBLISHED_FILE = "UNSW_NB15_training-set.csv.gz"  # the partition the audit reads
 CATEGORICAL = ("proto", "service", "state")
 NOT_FEATURES = ("id", "attack_cat", "label")
 
 
 def load(
     root: str,
-    file: str = DEFAULT_FILE,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    seed: int = 0,
-    deduplicate: bool = False,
+    file: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    deduplicate: bool,
 ) -> pd.DataFrame:
-    """Load a UNSW-NB15 partition file as one tidy frame with a seeded stratified split.
+    """Load a UNSW-NB15 partition file as one tidy frame with a seeded stratified split (settings:
+    configs/data/unsw_nb15.yaml).
 
     Args:
         root: folder holding the file.
-        file: the partition file (CSV, gzip allowed); default the 82,332-record one shipped here.
+        file: the partition file (CSV, gzip allowed), e.g. the 82,332-record one (`PUBLISHED_FILE`).
         val_fraction, test_fraction: shares of each attack_cat's rows dealt to val and test.
         seed: the split's seed.
         deduplicate: keep only the first of rows with identical features and label (about a third of
@@ -75,9 +76,9 @@ def load(
     return mark_unordered(finish_frame(frame.assign(**{SPLIT: split}), CARD))
 
 
-def raw(root: str, file: str = DEFAULT_FILE) -> pd.DataFrame:
-    """The partition as published (every cell a string, `id` kept), for the audit."""
-    path = locate(root, file, CARD)
+def raw(root: str) -> pd.DataFrame:
+    """The 82,332-record partition as published (every cell a string, `id` kept), for the audit."""
+    path = locate(root, PUBLISHED_FILE, CARD)
     table = read_table(path, CARD, dtype=str, keep_default_na=False)
     table.columns = [str(c).strip() for c in table.columns]
     require_columns(table, NOT_FEATURES, path, CARD)

@@ -10,16 +10,22 @@ class LSTMDetector(nn.Module):
     """Stacked (optionally bidirectional) LSTM; the last layer's final hidden states feed a linear head.
 
     Kept free of training logic so Opacus can wrap it and pre-training and private fine-tuning share it.
+
+    Args:
+        n_features: features per time step (from the data).
+        n_classes: output classes (from the data).
+        hidden_size, num_layers, dropout, bidirectional: `model.module.net` (configs/model/lstm.yaml); no
+            defaults here, so that a net built in a test is the net a user runs.
     """
 
     def __init__(
         self,
         n_features: int,
         n_classes: int,
-        hidden_size: int = 64,
-        num_layers: int = 2,
-        dropout: float = 0.1,
-        bidirectional: bool = False,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        bidirectional: bool,
     ) -> None:
         super().__init__()
         self.lstm = nn.LSTM(

@@ -22,15 +22,18 @@ class LSTMAutoencoder(nn.Module):
         num_layers: stacked layers in each LSTM.
         latent_size: size of the bottleneck vector per window.
         dropout: dropout between stacked layers and on the latent vector.
+
+    All but ``n_features`` come from ``model.module.net`` (configs/model/lstm_autoencoder.yaml) and have no
+    default here.
     """
 
     def __init__(
         self,
         n_features: int,
-        hidden_size: int = 32,
-        num_layers: int = 1,
-        latent_size: int = 16,
-        dropout: float = 0.0,
+        hidden_size: int,
+        num_layers: int,
+        latent_size: int,
+        dropout: float,
     ) -> None:
         super().__init__()
         self.n_features = n_features

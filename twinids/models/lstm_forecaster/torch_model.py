@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, require_integer
 
 
 class LSTMForecaster(nn.Module):
@@ -22,6 +22,9 @@ class LSTMForecaster(nn.Module):
         horizon: steps predicted at the end of each window (``model.module.net.horizon``).
         dropout: dropout between stacked layers and before the output layer.
 
+    All but ``n_features`` come from ``model.module.net`` (configs/model/lstm_forecaster.yaml) and have no
+    default here.
+
     Raises:
         TwinIDSError: if ``horizon`` is not an integer >= 1.
     """
@@ -29,16 +32,13 @@ class LSTMForecaster(nn.Module):
     def __init__(
         self,
         n_features: int,
-        hidden_size: int = 32,
-        num_layers: int = 1,
-        horizon: int = 1,
-        dropout: float = 0.0,
+        hidden_size: int,
+        num_layers: int,
+        horizon: int,
+        dropout: float,
     ) -> None:
         super().__init__()
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-            raise TwinIDSError(
-                f"model.module.net.horizon must be an integer >= 1 (steps to forecast), got {horizon!r}."
-            )
+        require_integer(horizon, "model.module.net.horizon", 1)
         self.n_features = n_features
         self.horizon = horizon
         self.lstm = nn.LSTM(

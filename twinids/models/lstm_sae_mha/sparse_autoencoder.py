@@ -45,7 +45,7 @@ class SparseAutoencoder(nn.Module):
         TwinIDSError: for an unknown ``sparsity`` or a ``sparsity_target`` outside (0, 1).
     """
 
-    def __init__(self, width: int, code_size: int, sparsity: str = "kl", sparsity_target: float = 0.05) -> None:
+    def __init__(self, width: int, code_size: int, sparsity: str, sparsity_target: float) -> None:
         super().__init__()
         if sparsity not in SPARSITY_KINDS:
             raise TwinIDSError(

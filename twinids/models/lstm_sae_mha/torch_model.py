@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, require_integer
 from twinids.models.lstm_sae_mha.sparse_autoencoder import SparseAutoencoder
 from twinids.privacy.attention import MultiheadSelfAttention
 
@@ -38,6 +38,9 @@ class LSTMSAEMHADetector(nn.Module):
         dropout: dropout between LSTM layers and before the head, in [0, 1).
         attention_dropout: dropout on the attention weights, in [0, 1).
 
+    All but ``n_features`` and ``n_classes`` come from ``model.module.net`` (configs/model/lstm_sae_mha.yaml)
+    and have no default here.
+
     Raises:
         TwinIDSError: for a setting outside the choices above, naming it.
     """
@@ -46,18 +49,20 @@ class LSTMSAEMHADetector(nn.Module):
         self,
         n_features: int,
         n_classes: int,
-        hidden_size: int = 32,
-        num_layers: int = 1,
-        code_size: int = 16,
-        heads: int = 4,
-        sparsity: str = "kl",
-        sparsity_target: float = 0.05,
-        pooling: str = "mean",
-        dropout: float = 0.1,
-        attention_dropout: float = 0.0,
+        hidden_size: int,
+        num_layers: int,
+        code_size: int,
+        heads: int,
+        sparsity: str,
+        sparsity_target: float,
+        pooling: str,
+        dropout: float,
+        attention_dropout: float,
     ) -> None:
         super().__init__()
-        if heads < 1 or code_size % heads:
+        require_integer(code_size, "model.module.net.code_size", 1)
+        require_integer(heads, "model.module.net.heads", 1)
+        if code_size % heads:
             raise TwinIDSError(
                 f"heads={heads} must divide code_size={code_size}: attention splits the codes into equal "
                 f"slices per head. Use heads in {[h for h in range(1, code_size + 1) if code_size % h == 0]} "
