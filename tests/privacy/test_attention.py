@@ -81,9 +81,10 @@ def test_heads_that_do_not_divide_the_width_are_refused_naming_the_setting(heads
         MultiheadSelfAttention(WIDTH, heads)
 
 
-def test_a_torch_layout_it_cannot_represent_is_refused():
+@pytest.mark.parametrize("layout", [dict(add_bias_kv=True), dict(add_zero_attn=True), dict(kdim=4), dict(vdim=4)])
+def test_a_torch_layout_it_cannot_represent_is_refused(layout):
     with pytest.raises(TwinIDSError, match="add_bias_kv=False"):
-        MultiheadSelfAttention.from_multihead_attention(nn.MultiheadAttention(WIDTH, HEADS, add_bias_kv=True))
+        MultiheadSelfAttention.from_multihead_attention(nn.MultiheadAttention(WIDTH, HEADS, **layout))
 
 
 class _Masked(nn.Module):

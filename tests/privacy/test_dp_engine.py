@@ -8,18 +8,21 @@ import warnings
 
 import pytest
 import torch
+from opacus import GradSampleModule
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from twinids.errors import TwinIDSError
 from twinids.models.lstm import LSTMDetector
 from twinids.privacy import PrivateLSTM
-from twinids.privacy.engine import make_private
+from twinids.privacy.engine import make_private, poisson_loader
 
 
 def _setup(dropout: float = 0.1, **overrides):
     torch.manual_seed(0)
-    detector = LSTMDetector(n_features=4, n_classes=2, hidden_size=6, num_layers=2, dropout=dropout)
+    detector = LSTMDetector(
+        n_features=4, n_classes=2, hidden_size=6, num_layers=2, dropout=dropout, bidirectional=False
+    )
     optimizer = torch.optim.SGD(detector.parameters(), lr=0.1)
     loader = DataLoader(TensorDataset(torch.randn(48, 5, 4), torch.randint(0, 2, (48,))), batch_size=12)
     settings = dict(noise_multiplier=1.0, max_grad_norm=1.0, criterion=nn.CrossEntropyLoss()) | overrides
@@ -165,3 +168,74 @@ def test_make_private_refuses_layers_that_mix_samples():
             max_grad_norm=1.0,
             clipping="per_sample",
         )
+
+
+def test_an_empty_poisson_draw_collates_to_zero_rows_of_the_batch_structure():
+    dataset = TensorDataset(torch.randn(8, 5, 4, dtype=torch.double), torch.randint(0, 2, (8,)))
+    loader = poisson_loader(DataLoader(dataset, batch_size=4))
+    full, empty = loader.collate_fn([dataset[0], dataset[1]]), loader.collate_fn([])
+    assert type(empty) is type(full)
+    assert [(t.shape, t.dtype) for t in empty] == [((0, 5, 4), torch.double), ((0,), torch.int64)]
+    assert len(loader) == 2  # exactly len(plain loader) steps per epoch
+
+
+def test_a_seeded_sampler_is_refused_in_secure_mode():
+    with pytest.raises(TwinIDSError, match="secure_mode=true draws Poisson samples"):
+        _setup(secure_mode=True, sampler_generator=torch.Generator().manual_seed(0))
+
+
+class _ZeroOutputGradient(nn.Module):
+    """Reads the final state, and the output sequence times zero: autograd then hands the LSTM's output an
+    all-zero gradient, from which how Opacus scaled it cannot be read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 5, batch_first=True)
+        self.head = nn.Linear(5, 2)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        output, (h_n, _) = self.lstm(windows)
+        return self.head(h_n[-1]) + 0.0 * output[:, -1, :2]
+
+
+def test_per_sample_gradients_are_right_when_the_output_gradient_is_exactly_zero():
+    torch.manual_seed(0)
+    model = _ZeroOutputGradient().double()
+    windows, labels = torch.randn(4, 6, 4, dtype=torch.double), torch.randint(0, 2, (4,))
+    criterion = nn.CrossEntropyLoss()
+    expected = [
+        torch.stack(grads)
+        for grads in zip(
+            *(
+                torch.autograd.grad(criterion(model(windows[b : b + 1]), labels[b : b + 1]), model.parameters())
+                for b in range(4)
+            ),
+            strict=True,
+        )
+    ]
+    loader = DataLoader(TensorDataset(windows, labels), batch_size=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        private = make_private(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            loader,
+            noise_multiplier=1.0,
+            max_grad_norm=1.0,
+            clipping="per_sample",
+            criterion=criterion,
+        )
+        private.criterion(private.module(windows), labels).backward()
+    for (name, parameter), grads in zip(model.named_parameters(), expected, strict=True):
+        torch.testing.assert_close(parameter.grad_sample, grads, msg=name)
+
+
+def test_an_exactly_zero_output_gradient_without_the_loss_reduction_is_an_error_not_a_guess():
+    torch.manual_seed(0)
+    model = _ZeroOutputGradient()
+    model.lstm = PrivateLSTM(4, 5)  # plain Opacus, not make_private: the layer is not told the reduction
+    wrapped = GradSampleModule(model)
+    loss = nn.CrossEntropyLoss()(wrapped(torch.randn(3, 6, 4)), torch.randint(0, 2, (3,)))
+    with warnings.catch_warnings(), pytest.raises(RuntimeError, match="output gradient is exactly zero"):
+        warnings.simplefilter("ignore")
+        loss.backward()

@@ -195,7 +195,7 @@ def test_a_noiseless_unclipped_dp_step_equals_the_plain_step(smoke_config, tmp_p
     optimizer.noise_multiplier = 0.0  # test only: the settings refuse noiseless DP
     batch = int(optimizer.expected_batch_size)
     windows, targets, _, _ = next(iter(detector.datamodule.loader("train", batch, shuffle=False)))
-    reference_net = type(module.net)(windows.shape[2], 2, hidden_size=8, num_layers=1, dropout=0.0)
+    reference_net = type(module.net)(windows.shape[2], 2, hidden_size=8, num_layers=1, dropout=0.0, bidirectional=False)
     reference_net.load_state_dict(plain)
     reference_optimizer = module.optimizer_factory(list(reference_net.parameters()))
     reference_optimizer.zero_grad()

@@ -47,7 +47,10 @@ def _private(
     clipping: str, loss_reduction: str = "mean", max_grad_norm: float = 1.0, **net
 ) -> tuple[LSTMSAEMHADetector, PrivateTraining, HybridLoss]:
     torch.manual_seed(0)
-    settings = dict(hidden_size=6, code_size=8, heads=2, dropout=0.0) | net
+    settings = dict(
+        hidden_size=6, num_layers=1, code_size=8, heads=2, sparsity="kl", sparsity_target=0.05, pooling="mean"
+    )
+    settings |= dict(dropout=0.0, attention_dropout=0.0) | net
     detector = LSTMSAEMHADetector(FEATURES, CLASSES, **settings).double()
     dataset = TensorDataset(torch.randn(DATASET, STEPS, FEATURES, dtype=torch.double), torch.randint(0, CLASSES, (48,)))
     with warnings.catch_warnings():

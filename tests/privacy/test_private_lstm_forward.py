@@ -77,7 +77,7 @@ def test_parameter_gradients_match_nn_lstm_when_loss_uses_output_and_final_state
 
 
 def test_to_private_lstm_replaces_nested_lstm_and_shares_its_parameters():
-    detector = LSTMDetector(n_features=5, n_classes=2, hidden_size=6, num_layers=2)
+    detector = LSTMDetector(n_features=5, n_classes=2, hidden_size=6, num_layers=2, dropout=0.1, bidirectional=False)
     before = dict(detector.named_parameters())
     optimizer = torch.optim.SGD(detector.parameters(), lr=0.1)
     assert to_private_lstm(detector) is detector

@@ -57,7 +57,9 @@ def test_ghost_norms_equal_norms_of_the_microbatch_per_sample_gradients(
 @pytest.mark.parametrize("loss_reduction", ["mean", "sum"])
 def test_ghost_norms_cover_gradients_that_reach_the_layer_only_through_final_states(loss_reduction):
     torch.manual_seed(0)
-    detector = to_private_lstm(LSTMDetector(4, 3, hidden_size=5, num_layers=2, dropout=0.0)).double()
+    detector = to_private_lstm(
+        LSTMDetector(4, 3, hidden_size=5, num_layers=2, dropout=0.0, bidirectional=False)
+    ).double()
     windows = torch.randn(5, 6, 4, dtype=torch.double)
     reference = compute_microbatch_grad_sample(windows, detector, loss_reduction=loss_reduction)
     norms = _ghost_norms(detector, windows, loss_reduction)
@@ -105,7 +107,7 @@ def test_second_pass_of_ghost_clipping_reuses_the_first_pass_gate_gradients(monk
     full_backward = recurrence._backward_through_time
     monkeypatch.setattr(recurrence, "_backward_through_time", lambda *args: calls.append(1) or full_backward(*args))
     torch.manual_seed(0)
-    detector = to_private_lstm(LSTMDetector(4, 2, hidden_size=5, num_layers=2, bidirectional=True))
+    detector = to_private_lstm(LSTMDetector(4, 2, hidden_size=5, num_layers=2, dropout=0.1, bidirectional=True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         wrapped = GradSampleModuleFastGradientClipping(detector, max_grad_norm=0.1)

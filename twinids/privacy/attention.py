@@ -64,7 +64,8 @@ class MultiheadSelfAttention(nn.Module):
             TwinIDSError: for a layout this module cannot represent (separate k/v widths, ``add_bias_kv``,
                 ``add_zero_attn``).
         """
-        if not attention._qkv_same_embed_dim or attention.bias_k is not None or attention.add_zero_attn:
+        same_widths = attention.kdim == attention.embed_dim == attention.vdim
+        if not same_widths or attention.bias_k is not None or attention.add_zero_attn:
             raise TwinIDSError(
                 "from_multihead_attention needs nn.MultiheadAttention with kdim = vdim = embed_dim, "
                 "add_bias_kv=False and add_zero_attn=False."

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import Literal, NamedTuple
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
 
 import torch
 from opacus import PrivacyEngine
-from opacus.data_loader import dtype_safe, shape_safe, wrap_collate_with_empty
 from opacus.grad_sample import GradSampleHooks
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from opacus.validators import ModuleValidator
@@ -87,7 +87,8 @@ def make_private(
         wrap_model: wrap the module in a GradSampleModule (True) or only hook its layers (False: the module
             keeps its type and state-dict keys, as a LightningModule's net must).
         sampler_generator: the RNG of Poisson sampling (so a resumed run can continue its sequence);
-            None uses Opacus's (the secure RNG in secure mode, else torch's global one).
+            None uses torch's global one, or Opacus's cryptographic RNG in secure mode (which then
+            swaps it into the loader itself).
 
     Returns:
         PrivateTraining(module, optimizer, data_loader, engine, criterion).
@@ -98,6 +99,12 @@ def make_private(
     _refuse_unsafe(noise_multiplier, max_grad_norm, clipping, poisson_sampling, allow_uniform_batches, accountant)
     if loss_reduction not in ("mean", "sum"):
         raise TwinIDSError(f"privacy.loss_reduction must be 'mean' or 'sum', got {loss_reduction!r}.")
+    if secure_mode and sampler_generator is not None:
+        raise TwinIDSError(
+            "privacy.secure_mode=true draws Poisson samples from Opacus's cryptographic RNG, so a seeded "
+            "sampler_generator cannot be used with it (a predictable sampler would void the secure guarantee); "
+            "pass sampler_generator=None in secure mode."
+        )
     if clipping == "ghost" and criterion is None:
         raise TwinIDSError(
             "privacy.clipping='ghost' needs the loss module (criterion=...): ghost clipping clips inside "
@@ -120,7 +127,9 @@ def make_private(
         )
     engine = PrivacyEngine(accountant=accountant, secure_mode=secure_mode)
     if poisson_sampling:
-        data_loader = poisson_loader(data_loader, sampler_generator or engine.secure_rng)
+        # In secure mode Opacus swaps its cryptographic RNG into this loader's sampler (poisson_sampling=False
+        # below: it keeps our sampler and only switches its generator).
+        data_loader = poisson_loader(data_loader, sampler_generator)
     result = engine.make_private(
         module=module,
         optimizer=optimizer,
@@ -141,7 +150,7 @@ def make_private(
         private_criterion = criterion
     if poisson_sampling:
         private_module.forbid_grad_accumulation()
-    _skip_discarded_lstm_param_grads(module, private_module)
+    _link_private_lstms(module, private_module, loss_reduction)
     return PrivateTraining(private_module, private_optimizer, private_loader, engine, private_criterion)
 
 
@@ -150,34 +159,75 @@ def poisson_loader(data_loader: DataLoader, generator: torch.Generator | None = 
 
     Unlike ``DPDataLoader.from_data_loader``, the epoch has exactly ``len(data_loader)`` steps (that one
     computes ``int(1 / (1 / k))``, which float rounding makes k - 1 for some k), so the sample rate the
-    engine hands the accountant, 1/len(loader), is the one the sampler uses.
+    engine hands the accountant, 1/len(loader), is the one the sampler uses. The sampler is Opacus's public
+    ``UniformWithReplacementSampler``; an empty draw collates to tensors with zero rows (see ``CollateWithEmpty``).
     """
     steps = len(data_loader)
     dataset = data_loader.dataset
-    sample = dataset[0]
     sampler = UniformWithReplacementSampler(
         num_samples=len(dataset), sample_rate=1 / steps, generator=generator, steps=steps
     )
-    collate = wrap_collate_with_empty(
-        collate_fn=data_loader.collate_fn,
-        sample_empty_shapes=[(0, *shape_safe(x)) for x in sample],
-        dtypes=[dtype_safe(x) for x in sample],
-    )
+    # Fetched as DataLoader fetches a batch: through the dataset's batched __getitems__ where it has one.
+    getitems = getattr(dataset, "__getitems__", None)
+    one_window = data_loader.collate_fn(getitems([0]) if getitems else [dataset[0]])
     return DataLoader(
         dataset,
         batch_sampler=sampler,
-        collate_fn=collate,
+        collate_fn=CollateWithEmpty(data_loader.collate_fn, one_window),
         num_workers=data_loader.num_workers,
         pin_memory=data_loader.pin_memory,
     )
 
 
-def _skip_discarded_lstm_param_grads(module: nn.Module, hooks: GradSampleHooks) -> None:
-    """Let every PrivateLSTM skip parameter gradients that Opacus's DP optimizer throws away.
+class CollateWithEmpty:
+    """A loader's collate function that also collates an empty Poisson draw, to the same structure with 0 rows.
+
+    Poisson sampling may draw no window; most collate functions fail on an empty list, while every layer
+    and loss of twinids handles a batch of zero rows (the DP step then adds only noise, as accounted).
+    The empty batch is a collated one-window batch with every tensor sliced to zero rows, so its structure,
+    dtypes and trailing shapes are those of any other batch. A module-level class, so worker processes
+    can unpickle it.
+
+    Args:
+        collate_fn: the loader's collate function.
+        one_window_batch: a batch of one window as the loader collates it, the template of the empty batch.
+
+    Raises:
+        TwinIDSError: when the batch holds something other than tensors (in lists, tuples or dicts).
+    """
+
+    def __init__(self, collate_fn: Callable[[Any], Any], one_window_batch: Any) -> None:
+        self.collate_fn = collate_fn
+        self.empty_batch = _zero_rows(one_window_batch)
+
+    def __call__(self, batch: Any) -> Any:
+        """The collated batch, or the zero-row batch for an empty draw (DataLoader fetches it as ``[]``)."""
+        return self.empty_batch if isinstance(batch, list) and not batch else self.collate_fn(batch)
+
+
+def _zero_rows(batch: Any) -> Any:
+    """``batch`` with every tensor cut to its first zero rows, keeping lists, tuples and dicts as they are."""
+    if isinstance(batch, torch.Tensor):
+        return batch[:0]
+    if isinstance(batch, dict):
+        return {key: _zero_rows(value) for key, value in batch.items()}
+    if isinstance(batch, tuple | list):
+        return type(batch)(_zero_rows(value) for value in batch)
+    raise TwinIDSError(
+        f"Poisson sampling can draw an empty batch, and a collated batch holding {type(batch).__name__} has no "
+        "empty form; make the dataset return tensors (or lists, tuples, dicts of tensors)."
+    )
+
+
+def _link_private_lstms(module: nn.Module, hooks: GradSampleHooks, loss_reduction: str) -> None:
+    """Tell every PrivateLSTM how Opacus treats its gradients: what it discards, and the loss reduction.
 
     While the hooks are enabled, the DP optimizer replaces ``p.grad`` by the noisy sum of clipped
     per-sample gradients (per-sample mode) or zeroes it after the norm pass (ghost clipping); the
-    gradients ghost clipping keeps come from its second pass, run with the hooks disabled.
+    gradients ghost clipping keeps come from its second pass, run with the hooks disabled. Skipping the
+    discarded ones saves two matrix products per layer-direction in each first pass. Opacus publishes
+    ``enable_hooks``/``disable_hooks`` but no getter, so this reads its ``hooks_enabled`` attribute
+    (tests/privacy/test_private_dependencies.py names it).
     """
     hooks_ref = weakref.ref(hooks)
 
@@ -188,6 +238,7 @@ def _skip_discarded_lstm_param_grads(module: nn.Module, hooks: GradSampleHooks) 
     for layer in module.modules():
         if isinstance(layer, PrivateLSTM):
             layer.param_grads_discarded = discarded
+            layer.loss_reduction = loss_reduction
 
 
 def _refuse_unsafe(

@@ -38,6 +38,9 @@ class PrivateLSTM(nn.Module):
             skips its parameter gradients. ``privacy.engine.make_private`` sets it to "Opacus's hooks are
             enabled", when the DP optimizer replaces (per-sample mode) or zeroes (first pass of ghost
             clipping) those gradients anyway. None (the default) always computes them.
+        loss_reduction: ``"mean"`` or ``"sum"``, the reduction Opacus was given (set by ``make_private``);
+            needed only when Opacus hands the samplers an output gradient that is exactly zero, from which
+            its scaling cannot be read. None (the default) makes that case an error.
 
     Raises:
         TwinIDSError: for ``batch_first=False``, ``proj_size > 0`` or a dropout outside [0, 1].
@@ -86,6 +89,7 @@ class PrivateLSTM(nn.Module):
         self._traces = TraceLog()
         self._input_is_order_anchor = False
         self.param_grads_discarded: Callable[[], bool] | None = None
+        self.loss_reduction: str | None = None
         self.register_forward_pre_hook(alias_input_for_hook_order)
 
     def reset_parameters(self) -> None:

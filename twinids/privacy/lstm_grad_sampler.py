@@ -104,21 +104,23 @@ def _layer_directions(
     return scale, [(layer.layer_parameters(k, d), gates) for (k, d), gates in zip(keys, trace.gates, strict=True)]
 
 
-def backprop_scale(layer: nn.Module, backprops: Tensor, output_grad: Tensor | None) -> float:
+def backprop_scale(layer: PrivateLSTM, backprops: Tensor, output_grad: Tensor | None) -> float:
     """The factor Opacus applied to the output gradient before handing it to the sampler.
 
     With ``loss_reduction="mean"`` Opacus multiplies the backprops by the batch size, so that per-sample
     gradients are those of each sample's own loss. The gate gradients in the trace come from autograd
     unscaled (and include what reached the layer through ``h_n``/``c_n``), so they need the same factor.
-    It is read off the data (backprops against the raw output gradient at its largest entry); when that
-    gradient is all zero, the reduction is read from the Opacus hook attached to the layer.
+    It is read off the data: backprops against the raw output gradient at its largest entry (when the
+    output got no gradient, :func:`~twinids.privacy.lstm_trace.gate_grads_filled` hands Opacus a gradient of
+    ones for this). Only an output gradient that autograd made exactly zero says nothing; the reduction
+    ``make_private`` recorded on the layer then tells.
 
     Raises:
         RuntimeError: if the factor is neither 1 nor the batch size, or cannot be told.
     """
     if output_grad is None:
         raise RuntimeError("PrivateLSTM: no output gradient was recorded for this forward call.")
-    batch = float(getattr(layer, "max_batch_len", backprops.shape[0]))
+    batch = float(backprops.shape[0])  # PrivateLSTM is batch-first, as Opacus's batch size is read
     if batch <= 1 or backprops.numel() == 0:
         return 1.0
     raw = output_grad.reshape(-1)
@@ -130,8 +132,9 @@ def backprop_scale(layer: nn.Module, backprops: Tensor, output_grad: Tensor | No
             if abs(ratio - candidate) <= 1e-5 * candidate:
                 return candidate
         raise RuntimeError(f"PrivateLSTM: Opacus scaled the output gradient by {ratio}, not 1 or {batch}.")
-    for hook in layer._backward_hooks.values():
-        reduction = getattr(hook, "keywords", {}).get("loss_reduction")
-        if reduction in ("mean", "sum"):
-            return batch if reduction == "mean" else 1.0
-    raise RuntimeError("PrivateLSTM: cannot tell how Opacus scaled an all-zero output gradient.")
+    if layer.loss_reduction in ("mean", "sum"):
+        return batch if layer.loss_reduction == "mean" else 1.0
+    raise RuntimeError(
+        "PrivateLSTM: the output gradient is exactly zero, so how Opacus scaled it cannot be read off; set "
+        "the layer's loss_reduction to the one given to Opacus (twinids.privacy.make_private does this)."
+    )

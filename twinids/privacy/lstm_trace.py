@@ -3,8 +3,15 @@
 Each forward call under Opacus gets a :class:`ForwardTrace`; the autograd graph owns it (the module keeps
 only weak references), the recurrence's backward fills it, and the sampler takes it. When the loss reaches
 the layer only through ``(h_n, c_n)``, PyTorch never calls the module's full backward hooks (its output got
-no gradient); :func:`gate_grads_filled` then calls them itself, with a zero output gradient. When the
-layer input needs no gradient, :func:`alias_input_for_hook_order` makes the hooks wait for the backward.
+no gradient); :func:`gate_grads_filled` then calls them itself. When the layer input needs no gradient,
+:func:`alias_input_for_hook_order` makes the hooks wait for the backward.
+
+Both read torch's ``Module._backward_hooks`` (and ``_is_full_backward_hook``): torch has no public way to
+list or call a module's hooks. Opacus's published grad-sampler contract, ``(module, activations,
+backprops)``, carries only the gradient of the layer's first output, never that of ``(h_n, c_n)``; and
+Opacus hooks the module that owns the parameters, which must be this one to keep ``nn.LSTM``'s parameter
+names (Opacus's DPLSTM escapes this only because Opacus special-cases it by type). So the gate gradients
+travel through the trace. tests/privacy/test_private_dependencies.py names each private part.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ class ForwardTrace:
     Attributes:
         output_shape: shape of the layer's ``output`` (for a zero gradient when it received none).
         gates: the layer-directions in (layer, direction) order.
-        output_grad: the gradient that reached ``output`` (as autograd computed it, before any scaling).
+        output_grad: the gradient that reached ``output`` (as autograd computed it, before any scaling), or
+            the probe :func:`gate_grads_filled` handed the hooks when none did.
         hooks_fired: whether this call's hooks were already called by :func:`gate_grads_filled`.
     """
 
@@ -82,18 +90,20 @@ def gate_grads_filled(module: nn.Module, trace: ForwardTrace) -> None:
     """Called by the recurrence once it has filled a layer-direction's gate gradients.
 
     If the whole trace is filled and no gradient reached ``output`` (the loss uses only ``h_n``/``c_n``),
-    PyTorch will not call the module's full backward hooks; call them here, once per forward call, with
-    a zero output gradient, so that Opacus samples the gradient that came through the final states.
+    PyTorch will not call the module's full backward hooks; call them here, once per forward call, so that
+    Opacus samples the gradient that came through the final states. The output gradient handed to them is
+    all ones, a probe: the samplers ignore its values and only read how Opacus scaled it (the loss
+    reduction; see :func:`~twinids.privacy.lstm_grad_sampler.backprop_scale`).
     """
     if trace.hooks_fired or trace.output_grad is not None or not trace.complete():
         return
     if getattr(module, "_is_full_backward_hook", None) is not True:
         return
     trace.hooks_fired = True
-    zero = torch.zeros(trace.output_shape, dtype=trace.dtype, device=trace.device)
-    trace.output_grad = zero
+    probe = torch.ones(trace.output_shape, dtype=trace.dtype, device=trace.device)
+    trace.output_grad = probe
     for hook in list(module._backward_hooks.values()):
-        hook(module, (None,), (zero, None))
+        hook(module, (None,), (probe, None))
 
 
 def alias_input_for_hook_order(module: nn.Module, args: tuple) -> tuple | None:
