@@ -21,16 +21,8 @@ def test_a_forecaster_trained_on_dataset03_detects_batadal_test_attacks_and_eval
 ):
     trained = twinids_cli(
         "train",
-        "data=batadal",
+        "experiment=batadal_twin",  # the forecaster row of experiments/results/learned_twins.md
         f"data.root={shared_datasets}",
-        "data.source.protocol=standard",
-        "data.train_on=normal",
-        "task=score",
-        "model=lstm_forecaster",
-        "model.module.net.hidden_size=64",
-        "model.module.scorer.kind=mahalanobis",
-        "model.module.scorer.smooth=12",
-        "model.module.threshold.target_fpr=0.05",
         "trainer.max_epochs=3",
         "trainer.enable_progress_bar=false",
     )
