@@ -71,7 +71,10 @@ class Detector(Protocol):
     """
 
     supports: ClassVar[Supports]
-    checkpoint_suffix: ClassVar[str]  # the file format it writes and loads (`.ckpt`: torch, `.skops`: skops)
+    # The file it writes: a plain-data torch file (`.ckpt`, `checkpoint_io.save_torch_checkpoint`) or a skops file
+    # (`.skops`), with the model card inside. Only formats that load without running code are read, and the card
+    # must be readable before the detector's class is known (it names the class), so the formats are these two.
+    checkpoint_suffix: ClassVar[str]
     epochs_trained: int  # passes over the training windows the last fit made
     windows_trained: int  # training windows the last fit processed (for windows/s)
 
@@ -173,7 +176,7 @@ def check_task(cfg: DictConfig) -> None:
 def _takes_detector_arguments(cls: type) -> bool:
     try:
         inspect.signature(cls).bind(None, None, training=True)
-    except TypeError:
+    except (TypeError, ValueError):  # ValueError: a builtin type with no signature
         return False
     return True
 
