@@ -74,3 +74,17 @@ def test_settings_errors_are_raised_before_a_run_or_output_exists(tmp_path, smok
         with pytest.raises(TwinIDSError, match=key.replace(".", r"\.")):
             train(smoke_config(tmp_path, override))
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_eval_refuses_to_change_how_the_checkpoint_was_trained(lstm_job):
+    _, cfg, result = lstm_job
+    for override in ("privacy=dp", "privacy.target_epsilon=100", "transfer=finetune"):
+        with pytest.raises(TwinIDSError, match=r"eval cannot change (privacy|transfer).*spent no privacy"):
+            evaluate(result.run_id, [override], tracking_uri=cfg.tracking.uri)
+
+
+def test_an_unknown_transfer_source_is_refused_without_creating_a_store(tmp_path, smoke_config):
+    cfg = smoke_config(tmp_path, "transfer=finetune", "transfer.source=0123456789abcdef0123456789abcdef")
+    with pytest.raises(TwinIDSError, match="no tracking store at .* yet"):
+        train(cfg)
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()

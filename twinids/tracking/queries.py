@@ -6,7 +6,7 @@ from pathlib import Path
 
 from twinids.errors import TwinIDSError
 from twinids.tracking.run import CHECKPOINT_ARTIFACT_DIR
-from twinids.tracking.store import check_store
+from twinids.tracking.store import check_store, sqlite_database
 
 
 def download_checkpoint(run_id: str, destination: Path, tracking_uri: str | None = None) -> Path:
@@ -19,6 +19,12 @@ def download_checkpoint(run_id: str, destination: Path, tracking_uri: str | None
     from mlflow.exceptions import MlflowException
 
     uri = check_store(tracking_uri, writable=False)
+    database = sqlite_database(uri)
+    if database is not None and not database.exists():  # asking MLflow would create an empty store as a side effect
+        raise TwinIDSError(
+            f"no run '{run_id}': there is no tracking store at {database} yet; pass a training run id of an "
+            "existing store (MLFLOW_TRACKING_URI / tracking.uri) or a .ckpt path"
+        )
     try:
         mlflow.tracking.MlflowClient(uri).get_run(run_id)
         folder = mlflow.artifacts.download_artifacts(

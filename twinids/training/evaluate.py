@@ -41,6 +41,7 @@ def evaluate(
         from_file = path.exists() or bool(path.suffix)  # run ids have no dot; anything with a suffix is a file
         checkpoint = path if from_file else download_checkpoint(source, Path(scratch), tracking_uri)
         card = read_card(checkpoint)
+        refuse_training_overrides(overrides, card.privacy)
         cfg = compose([*card.overrides, *overrides]) if overrides else OmegaConf.create(card.config)
         if overrides and card.config.get("transfer", {}).get("plan") is not None:
             cfg.transfer.plan = card.config["transfer"]["plan"]  # the architecture the checkpoint was trained as
@@ -77,6 +78,21 @@ def evaluate(
         card.privacy,
         {"test_s": tested - began},
     )
+
+
+TRAINED_GROUPS = ("privacy", "transfer")  # what training did; a checkpoint cannot be re-evaluated as another
+
+
+def refuse_training_overrides(overrides: Sequence[str], privacy: Mapping[str, Any] | None) -> None:
+    """Refuse overrides of what training did (privacy, transfer): eval would log claims the checkpoint never made."""
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key.split(".", 1)[0] in TRAINED_GROUPS:
+            spent = "no privacy" if privacy is None else f"ε = {float(privacy['epsilon']):.4g}"
+            raise TwinIDSError(
+                f"eval cannot change {key}: privacy and transfer are how the checkpoint was trained (it spent "
+                f"{spent}, which the eval run records); train a new run to change them"
+            )
 
 
 def config_drift(trained: dict[str, Any], cfg: DictConfig, overrides: Sequence[str]) -> list[str]:
