@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from twinids.bench.compare_store import write_synthetic_runs
 
 RunLogger = Callable[..., str]
+PARAMS_PER_BATCH = 100  # MLflow's limit per log_batch; a whole composed config logs about as many
 
 
 @pytest.fixture(scope="session")
@@ -53,9 +54,11 @@ def log_run(store_uri: str) -> RunLogger:
         client.log_batch(
             run.info.run_id,
             metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
-            params=[Param(k, str(v)) for k, v in (params or {}).items()],
             tags=[RunTag(k, str(v)) for k, v in {"twinids.job": "train", **(tags or {})}.items()],
         )
+        logged = [Param(k, str(v)) for k, v in (params or {}).items()]
+        for start in range(0, len(logged), PARAMS_PER_BATCH):
+            client.log_batch(run.info.run_id, params=logged[start : start + PARAMS_PER_BATCH])
         client.set_terminated(run.info.run_id, status)
         return run.info.run_id
 

@@ -20,11 +20,10 @@ def invoke(*args: str):
 
 
 def test_compare_prints_a_table_of_groups_with_mean_and_std(synthetic_store):
-    done = invoke(
-        "compare", "--tracking-uri", synthetic_store, "--tag", "twinids.dataset=nsl_kdd", "--by", "model.name"
-    )
+    by = "model.name,privacy.name,privacy.target_epsilon"
+    done = invoke("compare", "--tracking-uri", synthetic_store, "--tag", "twinids.dataset=nsl_kdd", "--by", by)
     assert done.exit_code == 0, done.output
-    assert "25 runs in 4 groups — experiment 'twinids'" in done.output
+    assert "25 runs in 24 groups — experiment 'twinids'" in done.output
     assert "model.name" in done.output and "test/f1_macro" in done.output and "±" in done.output
 
 
@@ -34,14 +33,14 @@ def test_compare_writes_markdown_csv_and_latex_files(synthetic_store, tmp_path):
         done = invoke(*common, "--mix-data", "--out", str(tmp_path / name))
         assert done.exit_code == 0, done.output
         assert f"wrote {tmp_path / name}" in done.output
-    assert (tmp_path / "table.md").read_text().startswith("| data.name | runs | test/f1_macro |")
+    assert (tmp_path / "table.md").read_text().startswith("| data.name | differs | runs | test/f1_macro |")
     assert pd.read_csv(tmp_path / "table.csv")["runs"].sum() == 50
     assert (tmp_path / "table.tex").read_text().startswith("\\begin{tabular}")
 
 
 def test_compare_prints_a_format_to_stdout_without_out(synthetic_store):
     done = invoke("compare", "--tracking-uri", synthetic_store, "--by", "model.name", "--mix-data", "--format", "csv")
-    assert done.exit_code == 0 and done.output.startswith("model.name,runs,test/f1_macro mean")
+    assert done.exit_code == 0 and done.output.startswith("model.name,differs,runs,test/f1_macro mean")
 
 
 def test_compare_draws_the_first_metric_against_epsilon(synthetic_store, tmp_path):

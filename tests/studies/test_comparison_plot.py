@@ -1,11 +1,16 @@
-"""The ε plot: one line per model, error bars over seeds, non-private runs at ∞, as PNG and SVG."""
+"""The ε plot: one line per model, error bars over seeds (inside [0, 1] for scores), non-private runs at ∞, as PNG
+and SVG; a file name of any other kind is refused."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from twinids.errors import TwinIDSError
-from twinids.results.comparison_plot import plot_metric
+from twinids.results.comparison_plot import _draw, error_bar, is_unit_interval, plot_metric
 from twinids.results.tracked_runs import RunSelection, load_runs
 
 
@@ -41,3 +46,41 @@ def test_private_runs_without_a_value_are_left_out_and_nothing_left_is_refused(s
     runs = load_runs(RunSelection(experiment="twinids"), store_uri)
     with pytest.raises(TwinIDSError, match="nothing to plot"):
         plot_metric(runs, tmp_path / "x.png", "test/f1_macro")
+
+
+@pytest.mark.parametrize("name", ["plot.txt", "plot", "plot.pdf"])
+def test_a_plot_file_that_is_neither_png_nor_svg_is_refused_and_nothing_is_written(synthetic_store, tmp_path, name):
+    runs = load_runs(RunSelection(experiment="twinids", tags={"twinids.dataset": "nsl_kdd"}), synthetic_store)
+    with pytest.raises(TwinIDSError, match=rf"cannot draw a plot into .*{name}: .* name it with \.png or \.svg"):
+        plot_metric(runs, tmp_path / name, "test/f1_macro")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_svg_name_writes_the_png_beside_it(synthetic_store, tmp_path):
+    runs = load_runs(RunSelection(experiment="twinids", tags={"twinids.dataset": "nsl_kdd"}), synthetic_store)
+    png, svg = plot_metric(runs, tmp_path / "f1.svg", "test/f1_macro")
+    assert (png.name, svg.name) == ("f1.png", "f1.svg") and png.exists() and svg.exists()
+
+
+@given(mean=st.floats(0.0, 1.0), std=st.floats(0.0, 2.0))
+def test_error_bars_of_a_score_in_the_unit_interval_stay_inside_it_and_never_grow(mean, std):
+    below, above = error_bar(mean, std, bounded=True)
+    assert mean - below >= 0.0 and mean + above <= 1.0 + 1e-12  # up to rounding of 1 - mean
+    assert below <= std and above <= std
+    assert below == std or mean - below == 0.0
+    assert above == std or mean + above == pytest.approx(1.0)
+
+
+def test_the_drawn_error_bars_of_f1_near_one_end_at_one_and_unbounded_metrics_keep_theirs():
+    lines = {"lstm": [(1.0, 0.97, 0.05), (8.0, 0.99, 0.04), (math.inf, 0.995, 0.02)]}
+
+    def bar_ends(metric: str) -> list[float]:
+        figure = _draw(lines, "privacy.target_epsilon", metric, "t", bounded=is_unit_interval(metric))
+        segments = [s for c in figure.axes[0].collections for s in c.get_segments()]
+        return [y for segment in segments for _, y in segment]
+
+    assert is_unit_interval("test/f1_macro") and is_unit_interval("test/recall_attack/replay")
+    # below each mean by its std; above it, cut at 1
+    assert sorted(bar_ends("test/f1_macro")) == pytest.approx([0.92, 0.95, 0.975, 1.0, 1.0, 1.0])
+    assert not is_unit_interval("time/fit_s")
+    assert sorted(bar_ends("time/fit_s")) == pytest.approx([0.92, 0.95, 0.975, 1.015, 1.02, 1.03])

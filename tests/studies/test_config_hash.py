@@ -1,4 +1,5 @@
-"""`config_hash`: the same job hashes alike wherever it is composed; only result-changing settings change it."""
+"""`config_hash`: the same job hashes alike wherever it is composed; only result-changing settings change it.
+`repeat_hash`: runs that differ in seeds alone hash alike, from their config or from their logged params."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import re
 from omegaconf import OmegaConf
 
 from twinids.config import compose
-from twinids.tracking.config_hash import config_hash
+from twinids.tracking.config_hash import (
+    CONFIG_HASH_TAG,
+    REPEAT_HASH_TAG,
+    config_hash,
+    hash_tags,
+    repeat_hash,
+    repeat_hash_of_params,
+)
 
 
 def test_the_hash_is_16_hex_digits_and_pinned_for_a_fixed_config():
@@ -53,4 +61,51 @@ def test_whole_numbers_hash_alike_as_int_or_float():
 def test_interpolations_are_hashed_resolved():
     assert config_hash(OmegaConf.create({"seed": 1, "data": {"seed": "${seed}"}})) == config_hash(
         OmegaConf.create({"seed": 1, "data": {"seed": 1}})
+    )
+
+
+def test_repeats_hash_alike_whatever_their_seeds_even_where_the_seed_is_interpolated():
+    assert repeat_hash(compose(["seed=1"])) == repeat_hash(compose(["seed=2"]))  # data.source.seed: ${seed}
+    forest = ["model=random_forest", "data=nsl_kdd"]  # model.estimator.random_state: ${seed}; a split seed
+    assert repeat_hash(compose([*forest, "seed=1"])) == repeat_hash(compose([*forest, "seed=2", "data.source.seed=5"]))
+
+
+def test_every_setting_but_seeds_and_result_neutral_ones_changes_the_repeat_hash():
+    base = repeat_hash(compose([]))
+    assert repeat_hash(compose(["tracking.mlflow_experiment=other", "run_name=named", "data.root=/elsewhere"])) == base
+    for changed in (["trainer.max_epochs=2"], ["trainer.limit_train_batches=10"], ["model=random_forest"]):
+        assert repeat_hash(compose(changed)) != base, changed
+    scratch = compose(["data=nsl_kdd", "privacy=dp", "privacy.target_epsilon=1"])
+    finetune = compose(
+        ["data=nsl_kdd", "privacy=dp", "privacy.target_epsilon=1", "transfer=finetune", "transfer.source=a"]
+    )
+    assert repeat_hash(scratch) != repeat_hash(finetune)
+
+
+def test_the_repeat_hash_of_a_runs_logged_params_is_the_one_its_tag_carries(tmp_path):
+    """Old runs have no repeat-hash tag: `compare` recomputes it from their params, and it must agree."""
+    from mlflow.tracking import MlflowClient
+
+    from twinids.tracking.run import start_run
+
+    cfg = compose(["privacy=dp", "privacy.target_epsilon=1.0", "data.source.attacks={}", "run_name=logged"])
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with start_run("hashes", uri, tags=hash_tags(cfg)) as run:
+        run.log_config(cfg, [])
+        run.log_params({"privacy.epsilon": 0.97})  # a result logged as a param after training, not a setting
+    logged = MlflowClient(uri).get_run(run.run_id).data
+
+    assert repeat_hash_of_params(logged.params) == logged.tags[REPEAT_HASH_TAG] == repeat_hash(cfg)
+    assert logged.tags[CONFIG_HASH_TAG] == config_hash(cfg)
+
+
+def test_the_repeat_hash_of_params_reads_whole_numbers_one_way_and_unset_values_as_absent():
+    assert repeat_hash_of_params({"privacy/target_epsilon": "1"}) == repeat_hash_of_params(
+        {"privacy/target_epsilon": "1.0"}
+    )
+    assert repeat_hash_of_params({"privacy/target_epsilon": "1.5"}) != repeat_hash_of_params(
+        {"privacy/target_epsilon": "1"}
+    )
+    assert repeat_hash_of_params({"model/name": "lstm", "transfer/source": "None"}) == repeat_hash_of_params(
+        {"model/name": "lstm"}
     )

@@ -47,6 +47,7 @@ def test_csv_holds_tidy_numbers_that_read_back_with_pandas(comparison):
     table = pd.read_csv(io.StringIO(render(comparison, "csv")))
     assert list(table.columns) == [
         "model.name",
+        "differs",
         "runs",
         "test/f1_macro mean",
         "test/f1_macro std",
@@ -59,6 +60,25 @@ def test_csv_holds_tidy_numbers_that_read_back_with_pandas(comparison):
     assert table["test/f1_macro mean"].tolist() == pytest.approx([0.85, 0.7])
     assert table["test/auroc n"].tolist() == [2, 0]
     assert table["provenance"].iloc[0] == "code versions differ: a (1 run), b (1 run)"
+
+
+def test_rows_sharing_key_values_show_what_sets_them_apart_in_every_format(store_uri, log_run):
+    log_run(params={"model/name": "lstm", "transfer/name": "finetune"}, metrics={"test/f1_macro": 0.801})
+    log_run(params={"model/name": "lstm", "transfer/name": "none"}, metrics={"test/f1_macro": 0.75})
+    split = compare_runs(load_runs(RunSelection(experiment="twinids"), store_uri), by=["model.name"])
+
+    assert render(split, "md").splitlines()[:4] == [
+        "| model.name | differs | runs | test/f1_macro |",
+        "|---|---|---|---|",
+        "| lstm | transfer.name=finetune | 1 | 0.8010 |",
+        "| lstm | transfer.name=none | 1 | 0.7500 |",
+    ]
+    assert pd.read_csv(io.StringIO(render(split, "csv")))["differs"].tolist() == [
+        "transfer.name=finetune",
+        "transfer.name=none",
+    ]
+    assert render(split, "latex").startswith("\\begin{tabular}{llrr}")
+    assert "lstm & transfer.name=none & 1 & 0.7500 \\\\" in render(split, "latex")
 
 
 def test_latex_is_a_booktabs_tabular_with_escaped_names_and_pm(comparison):

@@ -70,14 +70,35 @@ def test_without_files_the_source_config_is_fingerprinted_regardless_of_key_orde
 
     assert data_fingerprint(None, settings) == data_fingerprint([], reordered)
     assert data_fingerprint(None, settings).startswith("config-")
-    assert data_fingerprint(None, {**settings, "seed": 2}) != data_fingerprint(None, settings)
+    assert data_fingerprint(None, {**settings, "n_steps": 2000}) != data_fingerprint(None, settings)
+
+
+def test_seeds_of_one_generator_setting_share_a_fingerprint_and_the_seed_has_its_own_tag():
+    settings = {"n_steps": 4000, "devices": {"heated_room": 2}}
+    first, second = (provenance_tags(source_config={**settings, "seed": seed}) for seed in (1, 2))
+
+    assert first["twinids.data_fingerprint"] == second["twinids.data_fingerprint"]
+    assert first["twinids.data_fingerprint"] == data_fingerprint(None, settings)
+    assert (first["twinids.data_seed"], second["twinids.data_seed"]) == ("1", "2")
+
+
+def test_the_simulators_seeds_share_a_fingerprint_as_composed():
+    from twinids.config import compose
+
+    fingerprints = {data_fingerprint(None, compose([f"seed={seed}"]).data.source) for seed in (0, 1, 2)}
+    assert len(fingerprints) == 1
+    assert data_fingerprint(None, compose(["data.source.n_steps=100"]).data.source) not in fingerprints
 
 
 def test_a_source_config_from_omegaconf_is_resolved_first():
     from omegaconf import OmegaConf
 
-    node = OmegaConf.create({"seed": 7, "source": {"seed": "${seed}"}}).source
-    assert data_fingerprint(None, node) == data_fingerprint(None, {"seed": 7})
+    node = OmegaConf.create({"steps": 7, "source": {"n_steps": "${steps}"}}).source
+    assert data_fingerprint(None, node) == data_fingerprint(None, {"n_steps": 7})
+    assert (
+        provenance_tags(source_config=OmegaConf.create({"seed": 7, "s": {"seed": "${seed}"}}).s)["twinids.data_seed"]
+        == "7"
+    )
 
 
 def test_an_unreadable_data_file_is_one_line_naming_it(tmp_path):
@@ -146,3 +167,8 @@ def test_all_provenance_is_one_flat_dict_of_string_tags(tmp_path):
 
 def test_without_data_there_is_no_fingerprint_tag():
     assert "twinids.data_fingerprint" not in provenance_tags()
+
+
+def test_data_read_from_files_has_no_seed_tag(tmp_path):
+    (data,) = write(tmp_path, {"d.csv": "x"})
+    assert "twinids.data_seed" not in provenance_tags(data_files=[data], source_config={"seed": 0})

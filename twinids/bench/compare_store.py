@@ -19,7 +19,12 @@ FILLER_PARAMS = 80  # a real run logs ~90 flattened config keys
 
 
 def synthetic_run(model: str, epsilon: float | None, dataset: str, seed: int) -> dict[str, dict[str, str | float]]:
-    """Params, metrics and tags shaped like a real `twinids train` run (values made up, deterministic)."""
+    """Params, metrics and tags shaped like a real `twinids train` run (values made up, deterministic).
+
+    Like a real run, it carries its repeat hash, the same for every seed of one setting.
+    """
+    from twinids.tracking.config_hash import REPEAT_HASH_TAG, repeat_hash_of_params
+
     rng = random.Random(f"{model}-{epsilon}-{dataset}-{seed}")
     private = epsilon is not None
     f1 = MODELS[model] - (0.12 / (1 + epsilon) if private else 0.0) - (0.03 if dataset == "unsw_nb15" else 0.0)
@@ -60,6 +65,7 @@ def synthetic_run(model: str, epsilon: float | None, dataset: str, seed: int) ->
         params["privacy/target_epsilon"] = str(epsilon)
         tags["twinids.epsilon"] = str(epsilon)
         metrics["privacy/epsilon"] = epsilon * 0.98
+    tags[REPEAT_HASH_TAG] = repeat_hash_of_params(params)
     return {"params": params, "metrics": metrics, "tags": tags}
 
 

@@ -1,8 +1,12 @@
-"""Group tracked runs by config keys and aggregate their metrics over seeds: mean, std and count per group.
+"""Aggregate tracked runs over seeds: mean, std and count per group of repeats, labelled by config keys.
 
-A config key is written as in overrides (`model.name`) and read from the run's flattened param (`model/name`);
-a name that is no param but a tag (`twinids.dataset`) is read from the tag. Rows whose runs differ in code
-version are marked; rows whose runs differ in data fingerprint are refused unless `mix_data` is set.
+Only repeats are averaged: runs whose settings differ in their seeds alone (equal `twinids.repeat_hash`,
+recomputed from the params of runs logged without it). `by` chooses the config keys that label the rows; runs
+sharing a label that are not repeats of one another get a row each, whose `differs` names the settings that
+set it apart (`transfer.name=finetune`), never a silent mean. A config key is written as in overrides
+(`model.name`) and read from the run's flattened param (`model/name`); a name that is no param but a tag
+(`twinids.dataset`) is read from the tag. Rows whose runs differ in code version are marked; rows whose runs
+differ in data fingerprint are refused unless `mix_data` is set.
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from twinids.errors import TwinIDSError
-from twinids.tracking.config_hash import RESULT_NEUTRAL_KEYS
+from twinids.tracking.config_hash import (
+    REPEAT_HASH_TAG,
+    RESULT_NEUTRAL_KEYS,
+    UNSET_VALUES,
+    is_seed_key,
+    repeat_hash_of_params,
+    repeat_settings,
+)
 from twinids.tracking.provenance import CODE_VERSION_TAG, DATA_FINGERPRINT_TAG
 
 if TYPE_CHECKING:
@@ -23,15 +34,18 @@ if TYPE_CHECKING:
 DEFAULT_METRICS = ("test/f1_macro", "test/accuracy", "test/auroc", "test/fpr")
 LEADING_KEYS = ("model.name", "data.name")  # always shown first when the runs have them
 PREFERRED_KEYS = ("privacy.name", "privacy.target_epsilon")  # tried first when choosing the other keys
-MISSING_VALUES = ("", "None", "null")  # how a flattened config logs an unset value
 CODE_MARK, DATA_MARK = "†", "‡"
+GENERATED_DATA_PREFIX = "config-"  # a data fingerprint of generated data (see provenance.data_fingerprint)
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One row per group of runs: the key values, `runs`, `<metric> mean|std|n` per metric, marks and notes.
+    """One row per group of repeats: the key values, `differs`, `runs`, `<metric> mean|std|n` per metric,
+    marks, notes and `run_ids`.
 
-    `marks` holds the footnote symbols of a row ("" when its runs agree), `provenance` the note in words.
+    `differs` is "" unless runs with the row's key values are not all repeats: then it names the settings in
+    which this row's runs differ from the other rows of the same key values. `marks` holds the footnote symbols
+    of a row ("" when its runs agree), `provenance` the note in words, `run_ids` the runs averaged.
     """
 
     table: pd.DataFrame
@@ -54,17 +68,17 @@ def compare_runs(
     metrics: Sequence[str] | None = None,
     mix_data: bool = False,
 ) -> Comparison:
-    """Group `runs` (from `load_runs`) by config keys and aggregate each metric over the runs of a group.
+    """Group `runs` (from `load_runs`) into repeats labelled by config keys and aggregate each metric over them.
 
     Args:
         runs: one row per run, with `params.*`, `metrics.*` and `tags.*` columns.
-        by: config keys to group by; default: model and dataset, then each key that varies across the runs
-            and splits the groups further (seeds and settings that never change a result excepted).
+        by: config keys that label the rows; default: model and dataset, then each key that varies across the
+            runs and splits the groups further (seeds and settings that never change a result excepted).
         metrics: metric names; default: those of DEFAULT_METRICS the runs logged.
-        mix_data: aggregate runs made from different data (differing `twinids.data_fingerprint`) anyway.
+        mix_data: aggregate repeats made from different data (differing `twinids.data_fingerprint`) anyway.
 
     Raises:
-        TwinIDSError: for an unknown key or metric, or runs of one group made from different data.
+        TwinIDSError: for an unknown key or metric, or repeats made from different data.
     """
     import pandas as pd
 
@@ -72,23 +86,70 @@ def compare_runs(
     columns = [key_column(runs, key) for key in by]
     metrics = resolve_metrics(runs, metrics)
     values = [[_normalised(v) for v in runs[column]] for column in columns]
-    groups: dict[tuple, list[int]] = {}
-    for index, label in enumerate(zip(*values, strict=True)):
-        groups.setdefault(label, []).append(index)
+    repeats = repeat_hashes(runs)
+    groups: dict[tuple, dict[str, list[int]]] = {}
+    for index, (label, repeat) in enumerate(zip(zip(*values, strict=True), repeats, strict=True)):
+        groups.setdefault(label, {}).setdefault(repeat, []).append(index)
     rows = []
     numeric = [all(_is_number(v) for v in column if v is not None) for column in values]
     for label in sorted(groups, key=lambda lbl: _sort_key(lbl, numeric)):
-        members = runs.iloc[groups[label]]
-        row: dict[str, object] = dict(zip(by, label, strict=True))
-        row["runs"] = len(members)
-        for metric in metrics:
-            scores = members[f"metrics.{metric}"].dropna().to_numpy(dtype=float)
-            row[f"{metric} mean"] = float(scores.mean()) if len(scores) else math.nan
-            row[f"{metric} std"] = float(scores.std(ddof=1)) if len(scores) > 1 else math.nan
-            row[f"{metric} n"] = len(scores)
-        row["marks"], row["provenance"] = _provenance(members, by, label, mix_data)
-        rows.append(row)
+        differences = _differences(runs, groups[label])
+        for repeat in sorted(groups[label], key=lambda r: differences[r]):
+            members = runs.iloc[groups[label][repeat]]
+            row: dict[str, object] = dict(zip(by, label, strict=True))
+            row["differs"] = differences[repeat]
+            row["runs"] = len(members)
+            for metric in metrics:
+                scores = members[f"metrics.{metric}"].dropna().to_numpy(dtype=float)
+                row[f"{metric} mean"] = float(scores.mean()) if len(scores) else math.nan
+                row[f"{metric} std"] = float(scores.std(ddof=1)) if len(scores) > 1 else math.nan
+                row[f"{metric} n"] = len(scores)
+            row["marks"], row["provenance"] = _provenance(members, by, row, mix_data)
+            row["run_ids"] = sorted(members["run_id"]) if "run_id" in members.columns else []
+            rows.append(row)
     return Comparison(table=pd.DataFrame(rows), by=by, metrics=metrics, n_runs=len(runs))
+
+
+def repeat_hashes(runs: pd.DataFrame) -> list[str]:
+    """Each run's `twinids.repeat_hash` tag, or for a run logged without it, the hash of its params."""
+    column = f"tags.{REPEAT_HASH_TAG}"
+    tagged = list(runs[column]) if column in runs.columns else [None] * len(runs)
+    missing = [index for index, value in enumerate(tagged) if _normalised(value) is None]
+    if missing:
+        params = _params(runs.iloc[missing])
+        for index, run_params in zip(missing, params, strict=True):
+            tagged[index] = repeat_hash_of_params(run_params)
+    return [str(value) for value in tagged]
+
+
+def _params(runs: pd.DataFrame) -> list[dict[str, object]]:
+    """Each run's logged params (`model/name` -> value), unset ones left out."""
+    columns = [c for c in runs.columns if c.startswith("params.")]
+    table = runs[columns].rename(columns=lambda c: c.removeprefix("params."))
+    return [{k: v for k, v in record.items() if _normalised(v) is not None} for record in table.to_dict("records")]
+
+
+def _differences(runs: pd.DataFrame, repeats: dict[str, list[int]]) -> dict[str, str]:
+    """For groups of repeats sharing one label, what sets each apart: `key=value, ...` ("" for a lone group).
+
+    The keys are the settings whose values are not the same in every group. Where no logged setting differs
+    (values cut to MLflow's length limit, or a tag computed from more than the params show), the repeat hash
+    itself is named, so that no two rows of one label look alike.
+    """
+    if len(repeats) == 1:
+        return dict.fromkeys(repeats, "")
+    order = [index for indices in repeats.values() for index in indices]
+    settings_of = dict(zip(order, map(repeat_settings, _params(runs.iloc[order])), strict=True))
+    settings = {repeat: [settings_of[index] for index in indices] for repeat, indices in repeats.items()}
+    keys = sorted({key for group in settings.values() for run in group for key in run})
+    values = {
+        repeat: {key: " | ".join(sorted({run.get(key, "—") for run in group})) for key in keys}
+        for repeat, group in settings.items()
+    }
+    differing = [key for key in keys if len({values[repeat][key] for repeat in repeats}) > 1]
+    if not differing:
+        return {repeat: f"{REPEAT_HASH_TAG}={repeat}" for repeat in repeats}
+    return {repeat: ", ".join(f"{key}={values[repeat][key]}" for key in differing) for repeat in repeats}
 
 
 def key_column(runs: pd.DataFrame, key: str, option: str = "--by") -> str:
@@ -129,7 +190,7 @@ def default_keys(runs: pd.DataFrame) -> list[str]:
 
 def _aggregated_over(key: str) -> bool:
     """Seeds are what a comparison averages over; result-neutral settings never define a group."""
-    if key == "seed" or key.endswith(".seed"):
+    if is_seed_key(key):
         return True
     return any(key == neutral or key.startswith(f"{neutral}.") for neutral in RESULT_NEUTRAL_KEYS)
 
@@ -162,7 +223,7 @@ def _normalised(value: object) -> str | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     text = str(value)
-    return None if text in MISSING_VALUES else text
+    return None if text in UNSET_VALUES else text
 
 
 def _sort_key(label: tuple, numeric: list[bool]) -> tuple:
@@ -184,14 +245,19 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _provenance(members: pd.DataFrame, by: list[str], label: tuple, mix_data: bool) -> tuple[str, str]:
-    """(marks, note) for a group whose runs differ in code version (†) or, allowed by `mix_data`, data (‡)."""
+def _provenance(members: pd.DataFrame, by: list[str], row: dict[str, object], mix_data: bool) -> tuple[str, str]:
+    """(marks, note) for repeats that differ in code version (†) or, allowed by `mix_data`, data (‡).
+
+    Fingerprints of generated data that differ within one row are no data difference: the generator's settings
+    are part of the repeat hash, so only the seed can set them apart, as in runs logged before the fingerprint
+    kept the seed out.
+    """
     marks, notes = "", []
     data = _counts(members, DATA_FINGERPRINT_TAG)
-    if len(data) > 1:
+    if len(data) > 1 and not all(fingerprint.startswith(GENERATED_DATA_PREFIX) for fingerprint in data):
         if not mix_data:
             raise TwinIDSError(
-                f"the runs of {row_label(by, dict(zip(by, label, strict=True)))} were made from different data "
+                f"the runs of {row_label(by, row)} were made from different data "
                 f"({DATA_FINGERPRINT_TAG}: {_listed(data)}); select one with --tag {DATA_FINGERPRINT_TAG}=..., "
                 "or pass --mix-data to aggregate them anyway"
             )
@@ -216,8 +282,10 @@ def _listed(counts: dict[str, int]) -> str:
 
 
 def row_label(by: Sequence[str], row: object) -> str:
-    """`model.name=lstm, data.name=nsl_kdd` for a row (a dict or a table row)."""
-    return ", ".join(f"{key}={shown_value(row[key])}" for key in by)  # type: ignore[index]
+    """`model.name=lstm, data.name=nsl_kdd` for a row (a dict or a table row), and what it differs in, if anything."""
+    label = ", ".join(f"{key}={shown_value(row[key])}" for key in by)  # type: ignore[index]
+    differs = row.get("differs") if hasattr(row, "get") else None  # type: ignore[union-attr]
+    return f"{label} (differs: {differs})" if differs else label
 
 
 def shown_value(value: object) -> str:

@@ -1,4 +1,5 @@
-"""Write a comparison as a rich table, Markdown, CSV or LaTeX: `mean ± std` cells, run counts, provenance notes."""
+"""Write a comparison as a rich table, Markdown, CSV or LaTeX: `mean ± std` cells, run counts, what sets rows
+of the same key values apart (`differs`), provenance notes."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def print_table(comparison: Comparison, title: str) -> None:
     header, rows = _cells(comparison)
     table = Table(title=title)
     for index, name in enumerate(header):
-        is_key = index < len(comparison.by) or name == "notes"
+        is_key = index < len(comparison.by) or name in ("differs", "notes")
         table.add_column(name, justify="left" if is_key else "right", no_wrap=not is_key)
     for row in rows:
         table.add_row(*row)
@@ -98,14 +99,17 @@ def print_table(comparison: Comparison, title: str) -> None:
 
 
 def _cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Header and text cells: key values, run count, `mean ± std` per metric (with its n when some runs lack
-    it), and a notes column when any row is marked."""
+    """Header and text cells: key values, what a row differs in (when rows share key values), run count,
+    `mean ± std` per metric (with its n when some runs lack it), and a notes column when any row is marked."""
     table = comparison.table
     marked = bool(table["marks"].astype(bool).any())
-    header = [*comparison.by, "runs", *comparison.metrics, *(["notes"] if marked else [])]
+    split = bool(table["differs"].astype(bool).any())
+    header = [*comparison.by, *(["differs"] if split else []), "runs", *comparison.metrics]
+    header += ["notes"] if marked else []
     rows = []
     for _, row in table.iterrows():
         cells = [shown_value(row[key]) for key in comparison.by]
+        cells += [row["differs"]] if split else []
         cells.append(str(row["runs"]))
         cells += [_score(row, metric) for metric in comparison.metrics]
         if marked:
@@ -123,8 +127,8 @@ def _score(row: object, metric: str) -> str:
 
 
 def _csv(comparison: Comparison) -> str:
-    """Tidy numbers, one column per statistic, for reading back with pandas."""
-    columns = [*comparison.by, "runs"]
+    """Tidy numbers, one column per statistic, for reading back with pandas; `differs` always has its column."""
+    columns = [*comparison.by, "differs", "runs"]
     for metric in comparison.metrics:
         columns += [f"{metric} mean", f"{metric} std", f"{metric} n"]
     columns.append("provenance")
@@ -145,9 +149,9 @@ def _csv_value(value: object) -> object:
 
 def _latex(comparison: Comparison, header: list[str], rows: list[list[str]]) -> str:
     """A booktabs tabular; footnotes follow as full-width rows under the table."""
-    align = "l" * len(comparison.by) + "r" * (len(header) - len(comparison.by))
-    if header[-1] == "notes":
-        align = align[:-1] + "l"
+    align = "".join(
+        "l" if index < len(comparison.by) or name in ("differs", "notes") else "r" for index, name in enumerate(header)
+    )
     lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(map(latex_text, header)) + r" \\", r"\midrule"]
     lines += [" & ".join(map(latex_text, row)) + r" \\" for row in rows]
     lines.append(r"\bottomrule")

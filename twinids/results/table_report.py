@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from twinids.errors import TwinIDSError
-from twinids.results.compare import Comparison, key_column, row_label, shown_value
+from twinids.results.compare import Comparison, row_label
 from twinids.results.table_format import render
 from twinids.results.table_spec import TableSpec
 
@@ -33,13 +33,7 @@ class TableReport:
 
     def run_ids_per_row(self) -> list[list[str]]:
         """For each row of the table, the ids of the runs averaged into it."""
-        columns = [key_column(self.runs, key) for key in self.comparison.by]
-        labels = [tuple(shown_value(run[c]) for c in columns) for _, run in self.runs.iterrows()]
-        rows = []
-        for _, row in self.comparison.table.iterrows():
-            label = tuple(shown_value(row[key]) for key in self.comparison.by)
-            rows.append(sorted(run_id for run_id, lbl in zip(self.runs["run_id"], labels, strict=True) if lbl == label))
-        return rows
+        return [list(run_ids) for run_ids in self.comparison.table["run_ids"]]
 
     def provenance(self) -> list[str]:
         """Lines saying how the table was made: when, code, machine, commands, store and sweep parent runs."""

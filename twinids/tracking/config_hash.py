@@ -1,9 +1,12 @@
-"""A stable hash of a resolved config, over the settings that change a result: it tags runs so sweeps can resume."""
+"""Stable hashes of a resolved config: `config_hash` tags runs so sweeps can resume, `repeat_hash` tells which
+runs are repeats of one another (the same settings, another seed) so `compare` averages only those."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -11,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from twinids.tracking.provenance import canonical_json
 
 CONFIG_HASH_TAG = "twinids.config_hash"  # every training run carries it; sweeps skip configs already FINISHED
+REPEAT_HASH_TAG = "twinids.repeat_hash"  # equal for runs whose settings differ in their seeds alone
 
 # Keys (dotted; a key drops its whole subtree) that never change what a run learns or measures: where it is
 # tracked and written, its name, and how much the trainer prints or logs.
@@ -22,6 +26,16 @@ RESULT_NEUTRAL_KEYS = (
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",
 )
+# Repeats may also read their data from different folders: the data fingerprint says whether the data is the same.
+REPEAT_NEUTRAL_KEYS = (*RESULT_NEUTRAL_KEYS, "data.root", "data.source.root")
+# Filled in by the detector from other settings (the transfer source) after the run's tags are set, so the
+# repeat hash of a new run never holds it; left out of the hash an old run's params give for the same reason.
+DERIVED_KEYS = ("transfer.plan",)
+NOT_REPEAT_SETTINGS = frozenset((*REPEAT_NEUTRAL_KEYS, *DERIVED_KEYS))
+# The last part of a key that holds a seed: the run's `seed`, and the seeds splits and estimators are given.
+SEED_NAMES = ("seed", "random_state")
+UNSET_VALUES = ("", "None", "null")  # how a flattened config logs an unset value
+WHOLE_NUMBER = re.compile(r"-?\d+\.0+")
 
 
 def config_hash(cfg: DictConfig, ignored: Sequence[str] = RESULT_NEUTRAL_KEYS) -> str:
@@ -34,6 +48,81 @@ def config_hash(cfg: DictConfig, ignored: Sequence[str] = RESULT_NEUTRAL_KEYS) -
     for key in ignored:
         _drop(container, key.split("."))
     return hashlib.sha256(canonical_json(_normalise_numbers(container)).encode()).hexdigest()[:16]
+
+
+def hash_tags(cfg: DictConfig) -> dict[str, str]:
+    """The tags a training run carries to be found again: its config hash and its repeat hash."""
+    return {CONFIG_HASH_TAG: config_hash(cfg), REPEAT_HASH_TAG: repeat_hash(cfg)}
+
+
+def repeat_hash(cfg: DictConfig) -> str:
+    """16 hex digits, equal for configs that differ only in seeds (see SEED_NAMES) and result-neutral keys.
+
+    Computed from the config flattened exactly as it is logged as MLflow params, so the hash of a run logged
+    without the `twinids.repeat_hash` tag, recomputed from its params by `repeat_hash_of_params`, is the same.
+    """
+    return repeat_hash_of_params(config_params(cfg))
+
+
+def repeat_hash_of_params(params: Mapping[str, object]) -> str:
+    """The repeat hash of a run from its logged params (`model/name` -> value), as `repeat_hash` gives it."""
+    return hashlib.sha256(canonical_json(repeat_settings(params)).encode()).hexdigest()[:16]
+
+
+def repeat_settings(params: Mapping[str, object]) -> dict[str, str]:
+    """The params that decide whether two runs are repeats, dotted (`model.name`) and with numbers normalised.
+
+    Left out: seeds, REPEAT_NEUTRAL_KEYS, DERIVED_KEYS, unset values (a key logged as `None` and a key not
+    logged at all are alike), and params whose name holds a dot: a flattened config key never does (OmegaConf
+    reads a dot as nesting), so those are results logged after training (`privacy.epsilon`), not settings.
+    """
+    settings = {}
+    for name, value in params.items():
+        if "." in name or value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        key, text = name.replace("/", "."), str(value)
+        if text in UNSET_VALUES or is_seed_key(key) or _under(key, NOT_REPEAT_SETTINGS):
+            continue
+        settings[key] = _canonical_text(text)
+    return settings
+
+
+def is_seed_key(key: str) -> bool:
+    """Whether a dotted config key holds a seed: what a comparison averages over, never what sets runs apart."""
+    return key.rsplit(".", 1)[-1] in SEED_NAMES
+
+
+def config_params(cfg: DictConfig) -> dict[str, str]:
+    """The resolved config flattened as Lightning's MLflow logger logs it: `a/b` keys, `str(value)` values.
+
+    Nested dicts and lists of dicts are flattened (list items by index); other lists stay one value; an empty
+    dict or list logs nothing. Values are not cut to MLflow's length limit: the hash should see all of them.
+    """
+    flat: dict[str, str] = {}
+    _flatten(OmegaConf.to_container(cfg, resolve=True), "", flat)
+    return flat
+
+
+def _flatten(node: Any, prefix: str, flat: dict[str, str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _flatten(value, f"{prefix}/{key}" if prefix else str(key), flat)
+    elif isinstance(node, list) and all(isinstance(item, dict) for item in node):
+        for index, item in enumerate(node):
+            _flatten(item, f"{prefix}/{index}", flat)
+    else:
+        flat[prefix] = str(node)
+
+
+def _under(key: str, roots: frozenset[str]) -> bool:
+    """Whether dotted `key` is one of `roots` or inside one (`tracking.uri` is under `tracking`)."""
+    parts = key.split(".")
+    return any(".".join(parts[: length + 1]) in roots for length in range(len(parts)))
+
+
+def _canonical_text(text: str) -> str:
+    """A logged value with whole numbers spelled one way (`1.0` -> `1`, as `config_hash` treats them)."""
+    return text.split(".", 1)[0] if WHOLE_NUMBER.fullmatch(text) else text
 
 
 def _drop(node: Any, path: list[str]) -> None:

@@ -2,6 +2,8 @@
 
 Pure functions: the training layer calls `provenance_tags(...)` once per run and logs the dict as tags;
 `twinids compare` reads `twinids.code_version` and `twinids.data_fingerprint` back to flag mixed cells.
+Generated data is fingerprinted by its settings with its seed kept apart (`twinids.data_seed`), so the seeds of
+one simulator setting, which `compare` averages over, share one fingerprint.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from twinids.errors import TwinIDSError
 TAG_PREFIX = "twinids."
 CODE_VERSION_TAG = "twinids.code_version"
 DATA_FINGERPRINT_TAG = "twinids.data_fingerprint"
+DATA_SEED_TAG = "twinids.data_seed"
+SOURCE_SEED_KEY = "seed"  # the key of a data source's config that seeds the data it generates
 # Distributions whose versions change results; tag names keep the distribution's own spelling.
 TRACKED_DISTRIBUTIONS = ("torch", "opacus", "pytorch-lightning", "mlflow", "scikit-learn", "numpy", "pandas")
 GIT_TIMEOUT_S = 5.0
@@ -39,12 +43,17 @@ def provenance_tags(
     Args:
         device: the accelerator the run trains on (`cpu`, `cuda`, ...).
         data_files: the files the data loader read; None or empty when the data is generated.
-        source_config: what generated the data (e.g. the simulator's settings and seed), hashed when no files
-            are read. The fingerprint tag is left out when both are missing.
+        source_config: what generated the data (e.g. the simulator's settings and seed), hashed without its
+            seed when no files are read; the seed goes to its own tag, `twinids.data_seed`. The fingerprint tag
+            is left out when both are missing.
     """
     tags = {**code_tags(), **version_tags(), **machine_tags(device)}
     if data_files or source_config is not None:
         tags[DATA_FINGERPRINT_TAG] = data_fingerprint(data_files, source_config or {})
+    if not data_files and source_config is not None:
+        seed = _plain(source_config).get(SOURCE_SEED_KEY)
+        if seed is not None:
+            tags[DATA_SEED_TAG] = str(seed)
     return tags
 
 
@@ -142,7 +151,8 @@ def data_fingerprint(files: Sequence[Path] | None, source_config: Mapping[str, A
     Files are identified by their path relative to their common folder and their content (streamed
     SHA-256, cached per process by path, size and modification time), so the same data copied elsewhere
     has the same fingerprint while a renamed or changed file does not. Without files, the source config
-    (e.g. the simulator's settings and seed) is hashed as canonical JSON.
+    (e.g. the simulator's settings) is hashed as canonical JSON without its `seed`: the fingerprint names the
+    settings, and runs that differ only in the seed (repeats, averaged by `compare`) share it.
 
     Raises:
         TwinIDSError: if a listed file cannot be read.
@@ -152,7 +162,13 @@ def data_fingerprint(files: Sequence[Path] | None, source_config: Mapping[str, A
         common = Path(os.path.commonpath([str(p.parent) for p in paths]))
         lines = sorted(f"{p.relative_to(common).as_posix()}\t{file_digest(p)}" for p in paths)
         return "files-" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
-    return "config-" + hashlib.sha256(canonical_json(source_config).encode()).hexdigest()[:16]
+    settings = {key: value for key, value in _plain(source_config).items() if key != SOURCE_SEED_KEY}
+    return "config-" + hashlib.sha256(canonical_json(settings).encode()).hexdigest()[:16]
+
+
+def _plain(source_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The source config as a plain dict, OmegaConf nodes resolved."""
+    return json.loads(canonical_json(source_config))
 
 
 def file_digest(path: Path) -> str:

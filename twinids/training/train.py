@@ -41,7 +41,7 @@ def train(
     """
     from twinids.config import require_complete
     from twinids.data.registry import build_windows
-    from twinids.tracking.config_hash import CONFIG_HASH_TAG, config_hash
+    from twinids.tracking.config_hash import hash_tags
     from twinids.tracking.run import CHECKPOINT_ARTIFACT_DIR, start_run
     from twinids.training.detector import JobContext, make_detector
     from twinids.training.job import (
@@ -57,7 +57,7 @@ def train(
     cfg = copy.deepcopy(cfg)  # the detector may record what it resolved (e.g. a transfer plan) in the config
     require_complete(cfg)
     check_job_settings(cfg)
-    hashed = {CONFIG_HASH_TAG: config_hash(cfg)}  # of the config as composed, before a detector resolves anything
+    hashed = hash_tags(cfg)  # config and repeat hash, of the config as composed, before a detector resolves anything
     data = build_windows(cfg.data)  # reads no global RNG; data mistakes surface before the slow Lightning import
 
     import pytorch_lightning as pl
