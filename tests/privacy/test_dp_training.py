@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from opacus.accountants import RDPAccountant
+from opacus.accountants import create_accountant
 from torch import nn
 
 from twinids.data.registry import build_windows
@@ -100,6 +100,15 @@ def test_dp_loader_samples_poisson_batches(smoke_config, tmp_path):
     assert windows.shape[0] == targets.shape[0] == attacks.shape[0] == groups.shape[0]
 
 
+def assert_epsilon_is_the_accountants(spent: dict) -> None:
+    """The claimed ε is the run's accountant's for (σ, q, steps taken); both accountants' ε are reported too."""
+    for mechanism, key in ((spent["accountant"], "epsilon"), ("rdp", "epsilon_rdp"), ("prv", "epsilon_prv")):
+        accountant = create_accountant(mechanism)
+        accountant.history = [(spent["noise_multiplier"], spent["sample_rate"], spent["steps"])]
+        assert spent[key] == pytest.approx(accountant.get_epsilon(delta=1e-5), rel=1e-12), key
+    assert spent["epsilon_prv"] < spent["epsilon_rdp"]  # PRV's bound is the tighter one
+
+
 def test_epsilon_is_logged_each_epoch_and_the_final_value_is_the_accountants_for_the_steps_taken(
     smoke_config, tmp_path, mlflow_client
 ):
@@ -110,9 +119,7 @@ def test_epsilon_is_logged_each_epoch_and_the_final_value_is_the_accountants_for
     spent = result.privacy
     assert spent["steps"] == spent["planned_steps"] == 30
     assert 2.85 <= spent["epsilon"] <= 3.0
-    accountant = RDPAccountant()
-    accountant.history = [(spent["noise_multiplier"], spent["sample_rate"], spent["steps"])]
-    assert spent["epsilon"] == pytest.approx(accountant.get_epsilon(delta=1e-5), rel=1e-12)
+    assert_epsilon_is_the_accountants(spent)
     client = mlflow_client(tmp_path)
     history = [
         m.value for m in sorted(client.get_metric_history(result.run_id, "privacy/epsilon"), key=lambda m: m.step)
@@ -122,6 +129,9 @@ def test_epsilon_is_logged_each_epoch_and_the_final_value_is_the_accountants_for
     assert run.data.tags["twinids.privacy"] == "dp" and run.data.tags["twinids.epsilon"] == "3"
     for key in ("noise_multiplier", "delta", "max_grad_norm", "sample_rate", "steps", "accountant"):
         assert f"privacy.{key}" in run.data.params, key
+    assert run.data.params["privacy.accountant"] == "prv"  # the default: Opacus's tightest accountant
+    for mechanism in ("rdp", "prv"):
+        assert run.data.metrics[f"privacy/epsilon_{mechanism}"] == pytest.approx(spent[f"epsilon_{mechanism}"])
     card = torch.load(result.checkpoint, weights_only=True)["twinids"]
     assert card["privacy"]["epsilon"] == spent["epsilon"]  # the best checkpoint carries the ε of every step
     evaluated = client.get_run(evaluate(result.run_id, tracking_uri=cfg.tracking.uri).run_id)
@@ -142,9 +152,7 @@ def test_early_stopping_spends_less_than_planned_and_reports_it(smoke_config, tm
     spent = train(cfg).privacy
     assert spent["steps"] < spent["planned_steps"]
     assert spent["epsilon"] < 2.85
-    accountant = RDPAccountant()
-    accountant.history = [(spent["noise_multiplier"], spent["sample_rate"], spent["steps"])]
-    assert spent["epsilon"] == pytest.approx(accountant.get_epsilon(delta=1e-5), rel=1e-12)
+    assert_epsilon_is_the_accountants(spent)
 
 
 @pytest.mark.parametrize("clipping", ["per_sample", "ghost"])
@@ -243,6 +251,4 @@ def test_a_logical_batch_split_into_physical_batches_is_one_accounted_step(smoke
     )
     spent = result.privacy
     assert spent["steps"] == spent["planned_steps"] == 2 * round(1 / spent["sample_rate"])
-    accountant = RDPAccountant()
-    accountant.history = [(spent["noise_multiplier"], spent["sample_rate"], spent["steps"])]
-    assert spent["epsilon"] == pytest.approx(accountant.get_epsilon(delta=1e-5), rel=1e-12)
+    assert_epsilon_is_the_accountants(spent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -85,6 +86,29 @@ def test_eval_refuses_to_change_how_the_checkpoint_was_trained(lstm_job):
 
 def test_an_unknown_transfer_source_is_refused_without_creating_a_store(tmp_path, smoke_config):
     cfg = smoke_config(tmp_path, "transfer=finetune", "transfer.source=0123456789abcdef0123456789abcdef")
-    with pytest.raises(TwinIDSError, match="no tracking store at .* yet"):
+    with pytest.raises(TwinIDSError, match=r"no tracking store at .* yet"):
         train(cfg)
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
+def test_a_transfer_setting_without_transfer_finetune_is_refused_not_ignored(tmp_path, smoke_config):
+    with pytest.raises(TwinIDSError, match=r"transfer\.source is set, but transfer=none .* add transfer=finetune"):
+        train(smoke_config(tmp_path, "transfer.source=0123456789abcdef0123456789abcdef"))
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_run_reports_how_many_classes_it_predicted_and_tags_a_single_class_collapse(tmp_path, smoke_config):
+    from twinids.training.job import SINGLE_CLASS_TAG, prediction_spread
+
+    spread, tags = prediction_spread(np.array([[40, 0], [7, 0]]), ["normal", "attack"])
+    assert spread == {"test/predicted_classes": 1.0} and tags == {SINGLE_CLASS_TAG: "normal"}
+    spread, tags = prediction_spread(np.array([[40, 1], [7, 3]]), ["normal", "attack"])
+    assert spread == {"test/predicted_classes": 2.0} and tags == {}
+
+
+def test_a_collapsed_detector_carries_the_single_class_tag_on_its_run(tmp_path, smoke_config, mlflow_client):
+    # So strong a penalty leaves the logistic regression only its intercept: it answers the majority class.
+    result = train(smoke_config(tmp_path, "model=logistic_regression", "model.estimator.C=1e-9"))
+    run = mlflow_client(tmp_path).get_run(result.run_id)
+    assert result.metrics["test/predicted_classes"] == run.data.metrics["test/predicted_classes"] == 1.0
+    assert run.data.tags["twinids.single_class_prediction"] == "normal"

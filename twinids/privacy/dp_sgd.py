@@ -24,6 +24,8 @@ from twinids.privacy.engine import PrivateTraining, make_private
 from twinids.privacy.lstm import to_private_lstm
 from twinids.privacy.settings import DPSettings
 
+ACCOUNTANTS_REPORTED = ("rdp", "prv")  # ε is logged under both, whichever one calibrated σ
+
 
 class DPSGD:
     """Plans and runs DP-SGD for a training loader of `len(plain_loader)` batches per epoch.
@@ -151,10 +153,23 @@ class DPSGD:
             return 0.0
         return float(self.private.engine.accountant.get_epsilon(delta=self.settings.delta))
 
+    def epsilon_under(self, mechanism: str) -> float:
+        """ε of the steps taken so far under another of Opacus's accountants (`rdp`, `prv`), so tables compare
+        with papers that use either; the run's own claim is `epsilon()`, from the accountant σ was calibrated with."""
+        from opacus.accountants import create_accountant
+
+        if self.steps == 0:
+            return 0.0
+        history = self.state_dict()["accountant"]["history"]
+        accountant = create_accountant(mechanism)
+        accountant.load_state_dict({"history": [(s, q, int(n)) for s, q, n in history], "mechanism": mechanism})
+        return float(accountant.get_epsilon(delta=self.settings.delta))
+
     def summary(self) -> dict[str, Any]:
         """What the run spent and how: logged as `privacy.*` params and stored with the model."""
         return {
             "epsilon": self.epsilon(),
+            **{f"epsilon_{mechanism}": self.epsilon_under(mechanism) for mechanism in ACCOUNTANTS_REPORTED},
             "delta": self.settings.delta,
             "target_epsilon": self.settings.target_epsilon,
             "noise_multiplier": self.noise_multiplier,

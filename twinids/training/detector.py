@@ -157,6 +157,13 @@ def refuse_unsupported(cfg: DictConfig, supports: Supports) -> None:
             "or privacy=none"
         )
     transfer = cfg.get("transfer", {}).get("name", "none")
+    if transfer == "none":
+        ignored = sorted(k for k, value in cfg.transfer.items() if k not in ("name", "plan") and value is not None)
+        if ignored:
+            raise TwinIDSError(
+                f"transfer.{ignored[0]} is set, but transfer=none reads nothing of it (no transfer would happen): "
+                "add transfer=finetune, or drop the setting"
+            )
     if transfer != "none" and not supports.transfer:
         raise TwinIDSError(
             f"model={name} cannot be fine-tuned (transfer={transfer}): "

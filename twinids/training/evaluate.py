@@ -33,7 +33,15 @@ def evaluate(
     from twinids.tracking.run import start_run, temporary_directory
     from twinids.training.checkpoint_io import read_card
     from twinids.training.detector import JobContext, make_detector
-    from twinids.training.job import job_tags, log_confusion, log_privacy, provenance, quiet_libraries, quiet_tracking
+    from twinids.training.job import (
+        job_tags,
+        log_confusion,
+        log_privacy,
+        prediction_spread,
+        provenance,
+        quiet_libraries,
+        quiet_tracking,
+    )
 
     quiet_tracking()
     with temporary_directory() as scratch:
@@ -69,8 +77,11 @@ def evaluate(
             tested = time.perf_counter()
             log_privacy(run, card.privacy)
             log_confusion(run, report.confusion, data.class_names)
+            spread, single_class = prediction_spread(report.confusion, data.class_names)
+            run.log_metrics(spread)
+            run.set_tags(single_class)
     return JobResult(
-        report.metrics,
+        {**report.metrics, **spread},
         run.run_id,
         checkpoint,
         data.class_names,

@@ -77,6 +77,18 @@ def check_job_settings(cfg: DictConfig) -> None:
         )
 
 
+SINGLE_CLASS_TAG = "twinids.single_class_prediction"
+
+
+def prediction_spread(confusion: np.ndarray, class_names: list[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """`test/predicted_classes` (how many classes the detector predicted at least once on the test split) and,
+    when that is one, a tag naming the class: a detector that answers "normal" to every window (a collapse
+    that DP-SGD can cause) must say so, whatever its accuracy."""
+    predicted = [name for name, count in zip(class_names, confusion.sum(axis=0), strict=True) if count > 0]
+    tags = {SINGLE_CLASS_TAG: predicted[0]} if len(predicted) == 1 else {}
+    return {"test/predicted_classes": float(len(predicted))}, tags
+
+
 def log_confusion(run: Any, matrix: np.ndarray, class_names: list[str]) -> None:
     """Log the test confusion matrix as CSV and as a plot."""
     import matplotlib.pyplot as plt
@@ -95,6 +107,7 @@ def log_privacy(run: Any, summary: Mapping[str, Any] | None) -> None:
         return
     run.log_params({f"privacy.{key}": value for key, value in summary.items()})
     final = {"privacy/epsilon": float(summary["epsilon"]), "privacy/delta": float(summary["delta"])}
+    final |= {f"privacy/{key}": float(value) for key, value in summary.items() if key.startswith("epsilon_")}
     run.log_metrics(final, step=int(summary["steps"]))
 
 

@@ -49,6 +49,7 @@ def train(
         job_tags,
         log_confusion,
         log_privacy,
+        prediction_spread,
         provenance,
         quiet_libraries,
     )
@@ -90,9 +91,13 @@ def train(
         if privacy is not None:
             run.set_tags(job_tags(cfg, "train", privacy))
         log_confusion(run, report.confusion, data.class_names)
+        spread, single_class = prediction_spread(report.confusion, data.class_names)
+        run.log_metrics(spread)
+        run.set_tags(single_class)
         timings = {"fit_s": fitted - began, "test_s": tested - fitted, "epochs": float(detector.epochs_trained)}
         timings["train_windows_per_s"] = detector.windows_trained / timings["fit_s"]
         run.log_metrics({f"time/{name}": value for name, value in timings.items()})
         if cfg.tracking.log_checkpoint:
             run.log_file(checkpoint, CHECKPOINT_ARTIFACT_DIR)
-    return JobResult(report.metrics, run.run_id, checkpoint, data.class_names, report.confusion, privacy, timings)
+    metrics = {**report.metrics, **spread}
+    return JobResult(metrics, run.run_id, checkpoint, data.class_names, report.confusion, privacy, timings)
