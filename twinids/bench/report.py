@@ -37,12 +37,35 @@ TARGETS = (
     Target("prepare_peak_memory_vs_raw_ratio", "whole pipeline peak memory / raw array", 2.0, False, "x"),
     Target("startup_help_s", "`twinids --help`", 0.3, False, " s"),
     Target("sweep_overhead_per_job_s", "sweep overhead per job, 20-job smoke sweep", 1.0, False, " s"),
+    Target(
+        "wait_alone_choice_vs_fastest_ratio",
+        "OpenMP waits alone: twinids' choice / fastest candidate",
+        1.10,
+        False,
+        "x",
+    ),
+    Target(
+        "wait_after_command_choice_vs_alone_ratio",
+        "OpenMP waits right after another command / alone, twinids' choice",
+        1.10,
+        False,
+        "x",
+    ),
+    Target(
+        "wait_beside_busy_choice_vs_fastest_ratio",
+        "OpenMP waits beside a busy process: twinids' choice / fastest candidate",
+        1.10,
+        False,
+        "x",
+    ),
 )
 
 
 def machine_description(device: str, load_before: float | None = None) -> dict[str, str]:
     """What the figures were measured on, and how busy the machine was (neighbours slow torch several times)."""
     import torch
+
+    from twinids.cpu_policy import applied_policy
 
     before = "?" if load_before is None else f"{load_before:.2f}"
     description = {
@@ -51,7 +74,7 @@ def machine_description(device: str, load_before: float | None = None) -> dict[s
         "torch": torch.__version__,
         "torch_threads": str(torch.get_num_threads()),
         "device": device,
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "OpenMP default"),
+        **applied_policy(),
         "1-min load before / after": f"{before} / {os.getloadavg()[0]:.2f}",
     }
     if device == "cuda" and torch.cuda.is_available():
@@ -74,6 +97,7 @@ def run_all(device: str = "cpu", threads: int = 2, quick: bool = False) -> dict[
         measure_windowing,
     )
     from twinids.bench.sweep_overhead import measure_sweep_overhead
+    from twinids.bench.wait_situations import measure_wait_situations
     from twinids.training.job import quiet_libraries
 
     quiet_libraries()
@@ -89,6 +113,9 @@ def run_all(device: str = "cpu", threads: int = 2, quick: bool = False) -> dict[
         lambda: measure_prepare(rows=100_000 if quick else 1_000_000),
         lambda: measure_startup(repeats=2 if quick else 5),
         lambda: measure_sweep_overhead(jobs=5 if quick else 20, baseline_jobs=1 if quick else 3),
+        lambda: measure_wait_situations(
+            steps=10 if quick else 60, rounds=1 if quick else 3, previous_s=2.0 if quick else 30.0, threads=threads
+        ),
     ]
     for step in steps:
         results.update(step())

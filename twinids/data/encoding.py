@@ -8,10 +8,16 @@ import pandas as pd
 from twinids.errors import TwinIDSError
 
 SCALERS = ("standard", "minmax", "none")
+# Rows fitted and encoded at a time: scikit-learn's scalers make float64 temporaries about 2.3x their input
+# (and ColumnTransformer a second copy of its output), so whole-array calls would double the pipeline's peak.
+CHUNK_ROWS = 65_536
 
 
 class FeatureEncoder:
     """Scales numeric columns and one-hot encodes categorical ones; categories unseen in training map to zeros.
+
+    Works through the rows in blocks of `CHUNK_ROWS` and writes into one float32 output, so that its memory
+    beyond that output stays a few MB whatever the number of rows.
 
     Args:
         scaler: `data.scaler`: "standard", "minmax" or "none" (numeric columns passed through).
@@ -21,44 +27,53 @@ class FeatureEncoder:
         if scaler not in SCALERS:
             raise TwinIDSError(f"unknown data.scaler '{scaler}'; valid: {', '.join(SCALERS)}")
         self.scaler = scaler
-        self._transformer = None
+        self._scale = None
+        self._one_hot = None
+        self._numeric: list[str] = []
+        self._categorical: list[str] = []
         self.feature_names: list[str] = []
 
     def fit(self, train_rows: pd.DataFrame) -> FeatureEncoder:
         """Learn scales and categories from the training rows (never from validation or test rows)."""
-        from sklearn.compose import ColumnTransformer
         from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
-        numeric = [c for c in train_rows.columns if _is_numeric(train_rows[c])]
-        categorical = [c for c in train_rows.columns if c not in numeric]
-        scale = {"standard": StandardScaler(), "minmax": MinMaxScaler(), "none": "passthrough"}[self.scaler]
-        self._transformer = ColumnTransformer(
-            [
-                ("numeric", scale, numeric),
-                ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
-            ],
-            verbose_feature_names_out=False,
-        )
-        self._transformer.fit(_as_model_input(train_rows, categorical))
-        self._categorical = categorical
-        self.feature_names = [str(n) for n in self._transformer.get_feature_names_out()]
+        self._numeric = [c for c in train_rows.columns if _is_numeric(train_rows[c])]
+        self._categorical = [c for c in train_rows.columns if c not in self._numeric]
+        self._scale = {"standard": StandardScaler(), "minmax": MinMaxScaler(), "none": None}[self.scaler]
+        if self._scale is not None and self._numeric:
+            numeric = train_rows[self._numeric]
+            for start in range(0, len(numeric), CHUNK_ROWS):
+                self._scale.partial_fit(numeric.iloc[start : start + CHUNK_ROWS])
+        self._one_hot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        if self._categorical:
+            self._one_hot.fit(_as_strings(train_rows[self._categorical]))
+            one_hot_names = [str(n) for n in self._one_hot.get_feature_names_out()]
+        else:
+            one_hot_names = []
+        self.feature_names = [str(c) for c in self._numeric] + one_hot_names
         return self
 
     def transform(self, rows: pd.DataFrame) -> np.ndarray:
         """Encoded float32 matrix (rows x encoded features)."""
-        if self._transformer is None:
+        if self._one_hot is None:
             raise RuntimeError("FeatureEncoder.transform called before fit")
-        encoded = self._transformer.transform(_as_model_input(rows, self._categorical))
-        return np.ascontiguousarray(encoded, dtype=np.float32)
+        encoded = np.empty((len(rows), len(self.feature_names)), dtype=np.float32)
+        width = len(self._numeric)
+        numeric, categorical = rows[self._numeric], rows[self._categorical]
+        for start in range(0, len(rows), CHUNK_ROWS):
+            block = slice(start, start + CHUNK_ROWS)
+            if width:
+                values = numeric.iloc[block]
+                encoded[block, :width] = values if self._scale is None else self._scale.transform(values)
+            if self._categorical:
+                encoded[block, width:] = self._one_hot.transform(_as_strings(categorical.iloc[block]))
+        return encoded
 
 
 def _is_numeric(column: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
 
 
-def _as_model_input(rows: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
-    if not categorical:
-        return rows
-    rows = rows.copy()
-    rows[categorical] = rows[categorical].astype(str).astype(object)
-    return rows
+def _as_strings(rows: pd.DataFrame) -> pd.DataFrame:
+    """Categorical columns as Python strings (one type per column, as OneHotEncoder needs)."""
+    return rows.astype(str).astype(object)

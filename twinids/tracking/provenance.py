@@ -121,12 +121,15 @@ def machine_tags(device: str = "cpu") -> dict[str, str]:
     """`twinids.machine.*`: CPU model, CPU counts, torch threads, the training device and the OS."""
     import torch
 
+    from twinids.cpu_policy import applied_policy
+
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     tags = {
         "twinids.machine.cpu": cpu_model(),
         "twinids.machine.cpu_count": str(os.cpu_count() or 0),
         "twinids.machine.cpus_usable": str(usable or 0),
         "twinids.machine.torch_threads": str(torch.get_num_threads()),
+        **{f"twinids.machine.openmp.{key}": value for key, value in applied_policy().items()},
         "twinids.machine.device": device,
         "twinids.machine.platform": platform.platform(),
     }
