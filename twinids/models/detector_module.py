@@ -78,7 +78,8 @@ class DetectorModule(pl.LightningModule):
         raise NotImplementedError
 
     def loss_terms(self, output: Any, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Batch means of every loss term (for logging), `total` among them."""
+        """Batch means of every loss term, `total` among them: the mean of `loss` over the batch, which a
+        non-private training step optimises directly (so the loss is computed once per step)."""
         raise NotImplementedError
 
     def scores(self, output: Any) -> WindowScores:
@@ -97,11 +98,16 @@ class DetectorModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> Any:
         windows, targets = batch[0], batch[1]
         output = self.net(windows)
-        criterion = self._criterion or self.loss
-        loss = criterion(output, targets)
+        if self._criterion is None:  # non-private: the logged total is the loss itself, computed once
+            terms = self.loss_terms(output, targets) if len(targets) else {}
+            loss = terms["total"] if terms else self.loss(output, targets)
+        else:  # DP-SGD's criterion clips per window; the logged terms need no graph
+            loss = self._criterion(output, targets)
+            with torch.no_grad():
+                terms = self.loss_terms(output, targets) if len(targets) else {}
         self.windows_trained += len(targets)
-        if len(targets):  # Poisson sampling may draw an empty batch: nothing to log then
-            for name, value in self.loss_terms(output, targets).items():
+        if terms:  # Poisson sampling may draw an empty batch: nothing to log then
+            for name, value in terms.items():
                 self.log(
                     f"train/{_loss_name(name)}",
                     value,
