@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from twinids.results import sqlite_runs
 
 from twinids.errors import TwinIDSError
+from twinids.results import sqlite_runs
 from twinids.results.tracked_runs import RunSelection, filter_string, load_runs, parse_tag_filters
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from twinids.models.metrics import METRIC_NAMES as METRIC_ORDER
+from twinids.models.metric_names import METRIC_NAMES as METRIC_ORDER
 
 
 def print_metrics(title: str, metrics: Mapping[str, float], details: Mapping[str, str]) -> None:

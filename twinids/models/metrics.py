@@ -39,25 +39,8 @@ from torchmetrics.functional.classification import (
 )
 from torchmetrics.utilities import dim_zero_cat
 
+from twinids.models.metric_names import RECALL_PER_ATTACK
 from twinids.scoring import batadal_score
-
-METRIC_NAMES = (
-    "accuracy",
-    "f1_macro",
-    "precision_macro",
-    "recall_macro",
-    "auroc",
-    "auprc",
-    "fpr",
-    "auroc_ovr_macro",
-    "batadal_s",
-    "batadal_s_ttd",
-    "batadal_s_cm",
-    "episodes_detected",
-    "episodes_total",
-    "time_to_detection_mean",
-)
-RECALL_PER_ATTACK = "recall_attack"
 
 
 class DetectionMetrics(Metric):

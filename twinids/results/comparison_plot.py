@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from twinids.errors import TwinIDSError
+from twinids.models.metric_names import RECALL_PER_ATTACK, UNIT_INTERVAL_METRICS
 from twinids.results.compare import compare_runs, default_keys, key_column, shown_value
 
 if TYPE_CHECKING:
@@ -22,21 +23,7 @@ PRIVACY_KEY = "privacy.name"
 NON_PRIVATE = "none"
 INFINITY_LABEL = "∞\n(non-private)"
 PLOT_SUFFIXES = (".png", ".svg")  # both are written, whichever the path names
-# Scores in [0, 1], by their name after the stage (`test/f1_macro` -> `f1_macro`); see twinids.models.metrics.
-UNIT_INTERVAL_METRICS = (
-    "accuracy",
-    "f1_macro",
-    "precision_macro",
-    "recall_macro",
-    "auroc",
-    "auprc",
-    "fpr",
-    "auroc_ovr_macro",
-    "batadal_s",
-    "batadal_s_ttd",
-    "batadal_s_cm",
-)
-UNIT_INTERVAL_PREFIXES = ("recall_attack/",)  # recall per attack type
+UNIT_INTERVAL_PREFIXES = (f"{RECALL_PER_ATTACK}/",)  # recall per attack type
 
 
 def plot_metric(
