@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from twinids.config import compose, group_options, require_complete
+from twinids.config import compose, group_options, load_spec, require_complete
 from twinids.errors import TwinIDSError
 
 
@@ -32,3 +32,31 @@ def test_every_dataset_and_model_option_composes():
 def test_unset_mandatory_values_are_named():
     with pytest.raises(TwinIDSError, match=r"data\.source\.path"):
         require_complete(compose(["data=csv"]))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("metric: [val/f1_macro\n", r"x\.yaml: not valid YAML at line 2, column 1 \(expected ',' or ']'"),
+        ("metric: a\n  direction: : b\n", r"x\.yaml: not valid YAML at line 2, column 12 \(mapping values"),
+        ("metric: ${nowhere}\n", r"x\.yaml: an interpolation does not resolve \(Interpolation key 'nowhere' not found"),
+        ("metric: ${oc.env:TWINIDS_UNSET_VARIABLE}\n", r"x\.yaml: an interpolation does not resolve \(.*UNSET"),
+    ],
+)
+def test_a_spec_file_that_is_not_yaml_or_does_not_resolve_is_one_line_naming_the_file(tmp_path, text, message):
+    (tmp_path / "x.yaml").write_text(text)
+    with pytest.raises(TwinIDSError, match=message) as refused:
+        load_spec(tmp_path / "x.yaml", "a mapping", {"metric", "direction"})
+    assert "\n" not in str(refused.value)
+
+
+def test_privacy_dp_applies_the_models_dp_recipe_and_an_override_still_wins():
+    from twinids.config import compose
+
+    private = compose(["privacy=dp", "privacy.target_epsilon=3"])
+    assert private.recipe == "dp_lstm" and private.data.batch_size == 512
+    assert private.model.module.optimizer.lr == 0.01
+    assert compose(["privacy=dp", "privacy.target_epsilon=3", "data.batch_size=64"]).data.batch_size == 64
+    plain = compose([])
+    assert plain.recipe is None and plain.data.batch_size == 256
+    assert compose(["privacy=dp", "privacy.target_epsilon=3", "model=random_forest"]).recipe is None

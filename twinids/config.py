@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, first_line
 
 CONFIG_DIR_ENV = "TWINIDS_CONFIG_DIR"  # replaces the packaged tree (a full tree with train.yaml)
 CONFIG_PATH_ENV = "TWINIDS_CONFIG_PATH"  # the user's folders searched before it, separated by os.pathsep
@@ -97,7 +97,7 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "tra
     try:
         OmegaConf.resolve(cfg)
     except Exception as error:
-        raise TwinIDSError(f"config interpolation failed: {_first_line(error)}") from error
+        raise TwinIDSError(f"config interpolation failed: {first_line(error)}") from error
     return cfg
 
 
@@ -141,7 +141,7 @@ def explain_compose_error(error: Exception, overrides: list[str]) -> str:
     for override in overrides:
         if "=" not in override:
             return f"cannot parse override '{override}': use key=value, group=option or +new_key=value"
-    return f"bad override: {_first_line(error)}"
+    return f"bad override: {first_line(error)}"
 
 
 def _parent(key: str) -> str:
@@ -160,14 +160,27 @@ def _valid_keys(key: str, other_overrides: list[str]) -> str:
     return "(none)"
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
 def load_spec(path: Path, description: str, known_keys: set[str]) -> dict:
     """A YAML file of named settings (a reproduce table, a search space) as a dict; anything other than a
-    mapping of `known_keys` is one error line naming the file."""
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    mapping of `known_keys` is one error line naming the file.
+
+    Raises:
+        TwinIDSError: for a file that is not YAML (naming the line), a `${...}` that does not resolve, a value
+            that is not a mapping, or an unknown key.
+    """
+    import yaml
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or first_line(error)
+        raise TwinIDSError(f"{path}: not valid YAML{where} ({problem}); fix the file's syntax") from error
+    except OmegaConfBaseException as error:
+        message = f"{path}: an interpolation does not resolve ({first_line(error)}); fix the ${{...}}"
+        raise TwinIDSError(message) from error
     if not isinstance(raw, dict):
         raise TwinIDSError(f"{path}: {description}")
     unknown = sorted(set(raw) - known_keys)
@@ -202,4 +215,4 @@ def build(node: DictConfig, what: str, **kwargs: object) -> object:
             cause = cause.__cause__
         if isinstance(cause, TwinIDSError):
             raise cause from None
-        raise TwinIDSError(f"cannot build {what}: {_first_line(cause)}") from error
+        raise TwinIDSError(f"cannot build {what}: {first_line(cause)}") from error

@@ -8,7 +8,7 @@ threads need. The 1-minute load average cannot arbitrate: it still reads about 1
 command ended, so a command started right after another one used to pick `PASSIVE` on free cores (a 17% slower
 fit). A lone job therefore spins a bounded count, short enough to give a contended core back within a scheduler
 slice; jobs of one sweep, which share the cores by design, sleep at once. `twinids bench` measures the choice
-alone, right after another command and beside a busy process (`twinids/bench/wait_policy.py`).
+alone, right after another command and beside a busy process (`twinids/bench/wait_situations.py`).
 """
 
 from __future__ import annotations

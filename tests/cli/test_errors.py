@@ -123,3 +123,29 @@ def test_a_csv_whose_header_repeats_a_column_name_is_refused(twinids_cli, tmp_pa
     (tmp_path / "plant.csv").write_text("x,x,label\n1,2,0\n3,4,1\n")
     result = twinids_cli("data", "inspect", "csv", f"data.root={tmp_path}", "data.source.path=plant.csv")
     assert_one_line_error(result, "repeats column name", "'x'")
+
+
+@pytest.mark.parametrize(
+    ("command", "spec_file", "fragment"),
+    [
+        (["tune", "broken"], "configs/search/broken.yaml", "not valid YAML at line 2"),
+        (["tune", "broken"], "configs/search/broken.yaml", "an interpolation does not resolve"),
+        (["reproduce", "broken"], "experiments/broken.yaml", "not valid YAML at line 2"),
+    ],
+)
+def test_a_user_spec_file_that_is_not_yaml_or_does_not_resolve_is_one_line(
+    twinids_cli, tmp_path, command, spec_file, fragment
+):
+    path = tmp_path / spec_file
+    path.parent.mkdir(parents=True)
+    path.write_text("metric: ${missing}\n" if "interpolation" in fragment else "metric: [a\n")
+    result = twinids_cli(*command)
+    assert_one_line_error(result, "broken.yaml", fragment)
+    assert "internal error" not in result.stderr and not (tmp_path / "mlruns").exists()
+
+
+def test_zero_epochs_is_refused_before_any_run_is_created(twinids_cli, tmp_path):
+    # It once trained nothing and ended FAILED: "training saved no checkpoint".
+    result = twinids_cli("train", "data.source.n_steps=800", "trainer.max_epochs=0")
+    assert_one_line_error(result, "trainer.max_epochs must be at least 1", "got 0")
+    assert not (tmp_path / "mlruns").exists()

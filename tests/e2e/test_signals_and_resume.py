@@ -176,3 +176,19 @@ def test_a_killed_dp_run_resumed_spends_the_epsilon_of_an_uninterrupted_one(tmp_
     ]
     assert abs(float(spent["privacy.epsilon"]) - accountant.get_epsilon(float(spent["privacy.delta"]))) < 1e-9
     assert 2.85 <= float(spent["privacy.epsilon"]) <= 3.0
+
+
+def test_a_signal_during_a_tuning_trial_ends_the_trial_and_its_parent_killed(tmp_path):
+    # A stopped `twinids tune` once left its parent and its running trial RUNNING.
+    search = tmp_path / "configs" / "search"
+    search.mkdir(parents=True)
+    (search / "tiny.yaml").write_text(
+        "metric: val/f1_macro\nn_trials: 3\npruner: null\n"
+        f"overrides: [{', '.join([*SMALL, 'trainer.max_epochs=500', 'callbacks.early_stopping.patience=500'])}]\n"
+        "params:\n  model.module.optimizer.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
+    )
+    process = start(tmp_path, "tune", "tiny", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}")
+    wait_for(checkpoint_written(tmp_path), process)
+    assert "SIGTERM" in stop(process, signal.SIGTERM)
+    statuses = {r.data.tags["twinids.job"]: r.info.status for r in runs(tmp_path)}
+    assert statuses == {"tune": "KILLED", "train": "KILLED"}

@@ -93,6 +93,66 @@ def _taken(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+@pytest.mark.parametrize("port", [70000, -1])
+def test_a_port_outside_0_to_65535_is_refused(port):
+    with pytest.raises(TwinIDSError, match=rf"--port must be an integer in 0-65535 .*got {port}$"):
+        choose_port("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("host", ["10.254.254.254", "no-such-host.invalid"])
+def test_a_host_this_machine_cannot_listen_on_is_refused(host):
+    with pytest.raises(TwinIDSError, match=rf"cannot listen on host '{re.escape(host)}' \(.+\); give --host"):
+        choose_port(host, None)
+
+
+def dashboard(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """`twinids dashboard` in workdir, through the CLI's real `main()`; $MLFLOW_TRACKING_URI unset."""
+    env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "TWINIDS_DEBUG")}
+    command = [sys.executable, "-c", CLI, "dashboard", *args]
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+
+
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
+def test_a_folder_without_a_store_is_refused_and_left_without_one(tmp_path):
+    line = one_error_line(dashboard(tmp_path))
+    assert f"no tracking store at {tmp_path / 'mlruns' / 'mlflow.db'} yet" in line and "twinids train" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"not a database, just text" * 50, "is not a usable SQLite database (file is not a database)"),
+        (b"", "is a SQLite database but not an MLflow tracking store"),
+    ],
+)
+def test_a_file_that_is_not_an_mlflow_store_is_refused_and_left_unchanged(tmp_path, content, fragment):
+    database = tmp_path / "mlflow.db"
+    database.write_bytes(content)
+    assert fragment in one_error_line(dashboard(tmp_path, "--tracking-uri", f"sqlite:///{database}"))
+    assert database.read_bytes() == content
+
+
+def test_a_store_uri_of_no_known_scheme_is_refused(tmp_path):
+    line = one_error_line(dashboard(tmp_path, "--tracking-uri", "foo://bar"))
+    assert "foo://bar names no kind of store MLflow knows" in line
+
+
+def test_a_taken_port_is_the_only_line_printed(tmp_path, store_uri, log_run):
+    log_run()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        line = one_error_line(dashboard(tmp_path, "--tracking-uri", store_uri, "--port", str(taken)))
+    assert f"port {taken} on 127.0.0.1 is in use" in line
+
+
 def test_a_sqlite_store_keeps_new_artifacts_beside_its_database(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     command = server_command(uri, "127.0.0.1", 5001, 1)

@@ -13,16 +13,25 @@ from twinids.launch.sweep_jobs import ThreadPolicy, worker_state
 
 
 @pytest.mark.parametrize(
-    ("jobs", "load", "expected"),
+    ("jobs", "expected"),
     [
-        (1, 0.2, ThreadPolicy(2, None)),  # alone on a quiet machine: all cores, OpenMP's default waits
-        (1, 3.0, ThreadPolicy(2, "PASSIVE")),  # alone among busy neighbours: waits that sleep
-        (2, 0.2, ThreadPolicy(1, "PASSIVE")),  # two jobs share two cores
-        (4, 0.2, ThreadPolicy(1, "PASSIVE")),  # never fewer than one thread
+        (1, ThreadPolicy(2, None)),  # alone: all cores, bounded spinning (whatever the lagging load average says)
+        (2, ThreadPolicy(1, "PASSIVE")),  # two jobs share two cores
+        (4, ThreadPolicy(1, "PASSIVE")),  # never fewer than one thread
     ],
 )
-def test_each_job_gets_its_share_of_the_cores_and_a_wait_policy_for_how_they_are_shared(jobs, load, expected):
-    assert thread_policy(jobs, cores=2, load=load) == expected
+def test_each_job_gets_its_share_of_the_cores_and_a_wait_policy_for_how_they_are_shared(jobs, expected):
+    assert thread_policy(jobs, cores=2) == expected
+
+
+def test_a_passive_worker_drops_an_inherited_spin_count_that_would_override_it(monkeypatch):
+    from twinids.cpu_policy import SPIN_COUNT_ENV, WAIT_POLICY_ENV, replace_wait_settings, wait_settings
+
+    environ = {SPIN_COUNT_ENV: "30000"}
+    replace_wait_settings({WAIT_POLICY_ENV: "PASSIVE"}, environ)
+    assert environ == {WAIT_POLICY_ENV: "PASSIVE"}
+    replace_wait_settings(wait_settings(1), environ)
+    assert environ == {SPIN_COUNT_ENV: "30000"}
 
 
 @pytest.mark.slow
@@ -34,6 +43,7 @@ def test_a_pool_worker_runs_with_the_thread_policy_it_was_given(policy):
     finally:
         launcher.close()
     assert state["threads"] == policy.threads and state["wait_policy"] == policy.wait_policy
+    assert state["spin_count"] == (None if policy.wait_policy == "PASSIVE" else "30000")  # PASSIVE is not overridden
 
 
 def test_slurm_settings_become_the_sbatch_options_submitit_writes(tmp_path):
@@ -60,6 +70,33 @@ def test_an_unknown_launcher_and_zero_jobs_are_refused():
         make_launcher("kubernetes", 1, "sqlite:////tmp/x.db")
     with pytest.raises(TwinIDSError, match="--jobs must be 1 or more"):
         make_launcher("pool", 0, "sqlite:////tmp/x.db")
+
+
+@pytest.mark.parametrize(
+    ("launcher", "jobs", "uri", "message"),
+    [
+        ("bogus", 1, None, "--launcher must be one of"),
+        ("pool", 0, None, "--jobs must be 1 or more"),
+        ("slurm", 1, "sqlite:///{tmp}/mlflow.db", "must track to a shared MLflow server"),
+    ],
+)
+def test_launcher_settings_that_cannot_work_are_refused_before_jobs_are_composed_or_the_store_made(
+    tmp_path, monkeypatch, launcher, jobs, uri, message
+):
+    # `--launcher bogus` once composed every job and created the store (19 s) before it was refused.
+    def no_composing(*args, **kwargs):
+        raise AssertionError("a job was composed")
+
+    monkeypatch.setattr("twinids.config.compose", no_composing)
+    monkeypatch.chdir(tmp_path)
+    tracking_uri = uri.format(tmp=tmp_path) if uri else None
+    settings = SweepSettings(["seed=0,1"], jobs, launcher, tracking_uri=tracking_uri)
+    if launcher == "slurm":  # the store of a SLURM sweep is known only once its jobs are composed
+        monkeypatch.undo()
+        monkeypatch.chdir(tmp_path)
+    with pytest.raises(TwinIDSError, match=message):
+        run_sweep(settings)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -78,6 +78,36 @@ def test_a_searched_key_missing_from_the_config_is_refused_before_any_trial(user
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.parametrize("n_trials", [0, -1])
+def test_fewer_than_one_trial_is_refused_before_the_study_or_the_store_exists(user_search, tmp_path, n_trials):
+    # 0 once meant "the space's 20 trials" and -1 ran nothing and exited 0.
+    settings = TuneSettings(
+        "tiny", n_trials=n_trials, storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )  # fmt: skip
+    with pytest.raises(TwinIDSError, match=rf"--n-trials must be an integer >= 1; got {n_trials}"):
+        run_tune(settings)
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("storage", "reason"),
+    [
+        ("foo://bar", "Can't load plugin: sqlalchemy.dialects:foo"),
+        ("not-a-url", "Could not parse SQLAlchemy URL"),
+        ("sqlite:////no/such/folder/optuna.db", "unable to open database file"),
+    ],
+)
+def test_an_optuna_storage_that_cannot_be_opened_is_refused_before_the_store_exists(
+    user_search, tmp_path, storage, reason
+):
+    settings = TuneSettings("tiny", storage=storage, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(TwinIDSError, match=rf"cannot open the Optuna storage {storage} \(.*{reason}") as refused:
+        run_tune(settings)
+    assert "\n" not in str(refused.value) and "--storage" in str(refused.value)
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 @pytest.mark.slow
 def test_trials_are_child_runs_of_one_parent_and_a_rerun_only_adds_the_missing_trials(user_search, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"

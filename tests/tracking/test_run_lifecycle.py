@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+import time
+
 import pytest
 from mlflow.tracking import MlflowClient
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
+from twinids.interrupts import HANDLED_SIGNALS, JobInterrupted, install_signal_handlers
 from twinids.tracking.run import start_run
 
 
@@ -36,3 +42,37 @@ def test_a_resumed_run_keeps_its_id_name_and_metrics_and_finishes(uri):
     assert (resumed.run_id, run.info.run_name, run.info.status) == (first.run_id, "long", "FINISHED")
     history = MlflowClient(uri).get_metric_history(first.run_id, "train/loss")
     assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5)]
+
+
+@pytest.fixture
+def cli_signal_handlers():
+    """The CLI's handlers for SIGINT, SIGTERM and SIGHUP, restored to pytest's afterwards."""
+    saved = {signum: signal.getsignal(signum) for signum in (*HANDLED_SIGNALS, signal.SIGALRM)}
+    install_signal_handlers()
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_a_signal_during_a_metric_write_waits_for_the_write_and_the_run_ends_killed(uri, cli_signal_handlers):
+    # The signal arrives while SQLAlchemy inserts the metric, its SQLite write lock held: raised there, the
+    # connection kept the lock and the KILLED write waited 20 s for it, then failed (the run stayed RUNNING).
+    def signal_inside_the_insert(connection, cursor, statement, *args) -> None:
+        if statement.startswith("INSERT INTO metrics") and not sent:
+            sent.append(True)
+            signal.raise_signal(signal.SIGHUP)
+
+    sent: list[bool] = []
+    began = time.monotonic()
+    event.listen(Engine, "before_cursor_execute", signal_inside_the_insert)
+    try:
+        with pytest.raises(JobInterrupted), start_run("life", uri) as run:
+            run.log_metrics({"train/loss": 1.0}, step=0)
+            while True:  # training goes on until the deferred signal is raised
+                time.sleep(0.01)
+    finally:
+        event.remove(Engine, "before_cursor_execute", signal_inside_the_insert)
+    assert sent and status(uri, run.run_id) == "KILLED"
+    assert [m.value for m in MlflowClient(uri).get_metric_history(run.run_id, "train/loss")] == [1.0]
+    assert time.monotonic() - began < 15  # well under SQLite's 20 s wait for a lock

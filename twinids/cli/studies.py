@@ -40,6 +40,10 @@ def compare_command(
     from twinids.results.tracked_runs import RunSelection, configured_experiment, load_runs, parse_tag_filters
     from twinids.tracking.store import resolve_tracking_uri
 
+    if plot is not None:  # a name it cannot write is refused before anything is read or printed
+        from twinids.results.comparison_plot import plot_paths
+
+        plot_paths(plot)
     uri = resolve_tracking_uri(tracking_uri)
     if not parent:
         experiment = experiment or configured_experiment()
@@ -79,7 +83,7 @@ def dashboard_command(
     from twinids.tracking.dashboard import start_dashboard
     from twinids.tracking.store import resolve_tracking_uri
 
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = resolve_tracking_uri(tracking_uri, create_folder=False)  # the dashboard opens a store, never makes one
     experiment = experiment or configured_experiment()
     dashboard = start_dashboard(uri, experiment, host, port, workers)
     if dashboard.process is None:

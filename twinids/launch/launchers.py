@@ -31,14 +31,14 @@ LAUNCHERS = ("pool", "debug", "local", "slurm")
 STOP_GRACE_S = 60.0  # how long stopped jobs get to end their runs KILLED before their processes are killed
 
 
-def thread_policy(parallel_jobs: int, cores: int | None = None, load: float | None = None) -> ThreadPolicy:
+def thread_policy(parallel_jobs: int, cores: int | None = None) -> ThreadPolicy:
     """Threads and OpenMP wait policy for one of `parallel_jobs` processes sharing this machine's cores.
 
-    Each job gets its share of the cores; the wait policy is `twinids.cpu_policy.wait_policy`'s: one job keeps
-    the default waits only while the machine is quiet when the sweep starts, jobs sharing the cores get PASSIVE.
+    Each job gets its share of the cores; the wait policy is `twinids.cpu_policy.wait_policy`'s: a lone job spins
+    a bounded count before sleeping, jobs sharing the cores get PASSIVE (never decided from the load average).
     """
     cores = cores or usable_cores()
-    return ThreadPolicy(max(1, cores // parallel_jobs), wait_policy(parallel_jobs, cores, load))
+    return ThreadPolicy(max(1, cores // parallel_jobs), wait_policy(parallel_jobs))
 
 
 class Launcher(Protocol):
@@ -163,6 +163,25 @@ class PoolLauncher:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
+def check_launcher(name: str, parallel_jobs: int, tracking_uri: str | None = None) -> None:
+    """Refuse launcher settings that cannot work; a sweep calls it before composing jobs or opening the store.
+
+    `tracking_uri` None means not known yet (the jobs' config decides it): the SLURM check then waits for it.
+
+    Raises:
+        TwinIDSError: for an unknown launcher, fewer than one job, or SLURM jobs tracked to a local store.
+    """
+    if name not in LAUNCHERS:
+        raise TwinIDSError(f"--launcher must be one of {', '.join(LAUNCHERS)}; got '{name}'")
+    if isinstance(parallel_jobs, bool) or not isinstance(parallel_jobs, int) or parallel_jobs < 1:
+        raise TwinIDSError(f"--jobs must be 1 or more; got {parallel_jobs}")
+    if name == "slurm" and tracking_uri is not None and not tracking_uri.startswith(("http://", "https://")):
+        raise TwinIDSError(
+            "--launcher slurm: SLURM jobs run on other nodes and must track to a shared MLflow server; "
+            "pass --tracking-uri http://<host>:<port> (start one with `mlflow server`)"
+        )
+
+
 def make_launcher(
     name: str, parallel_jobs: int, tracking_uri: str, slurm: Any = None, folder: Path | None = None
 ) -> Launcher:
@@ -171,10 +190,7 @@ def make_launcher(
     Raises:
         TwinIDSError: for an unknown launcher, fewer than one job, or SLURM jobs tracked to a local store.
     """
-    if name not in LAUNCHERS:
-        raise TwinIDSError(f"--launcher must be one of {', '.join(LAUNCHERS)}; got '{name}'")
-    if parallel_jobs < 1:
-        raise TwinIDSError(f"--jobs must be 1 or more; got {parallel_jobs}")
+    check_launcher(name, parallel_jobs, tracking_uri)
     if name == "pool":
         return PoolLauncher(parallel_jobs, thread_policy(parallel_jobs))
     from twinids.launch.submitit_launcher import SlurmSettings, SubmititLauncher, slurm_parameters
@@ -182,11 +198,6 @@ def make_launcher(
     if folder is None:  # debug jobs leave only logs nobody reads; local and SLURM logs stay where the user looks
         folder = Path(tempfile.gettempdir()) / "twinids-submitit-debug" if name == "debug" else Path("submitit")
     if name == "slurm":
-        if not tracking_uri.startswith(("http://", "https://")):
-            raise TwinIDSError(
-                "--launcher slurm: SLURM jobs run on other nodes and must track to a shared MLflow server; "
-                "pass --tracking-uri http://<host>:<port> (start one with `mlflow server`)"
-            )
         slurm = slurm or SlurmSettings()
         policy = ThreadPolicy(max(1, slurm.cpus_per_job), None)  # each job owns its allocation's cores
         return SubmititLauncher("slurm", parallel_jobs, policy, slurm.folder, slurm_parameters(slurm))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from twinids.errors import TwinIDSError
 from twinids.interrupts import HANDLED_SIGNALS, JobInterrupted
-from twinids.launch.launchers import Launcher, make_launcher
+from twinids.launch.launchers import Launcher, check_launcher, make_launcher
 from twinids.launch.submitit_launcher import SlurmSettings
 from twinids.launch.sweep_jobs import (
     FAILED,
@@ -124,12 +124,14 @@ def run_sweep(settings: SweepSettings, on_outcome: Callable[[JobOutcome], None] 
     from twinids.tracking.store import prepare_store
 
     began = time.perf_counter()
+    check_launcher(settings.launcher, settings.parallel_jobs)  # before composing every job and opening the store
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no store-creation chatter in the sweep's output
     early = make_launcher("pool", settings.parallel_jobs, "") if settings.launcher == "pool" else None
     if early is not None:
         early.warm_up()  # workers import torch, Lightning and MLflow while the jobs are planned here
     try:
         jobs, uri, experiment = plan_jobs(settings.overrides, settings.tracking_uri)
+        check_launcher(settings.launcher, settings.parallel_jobs, uri)  # SLURM jobs need a server the nodes reach
         uri = prepare_store(experiment, uri)  # created once, before any job process opens it
         done = {} if settings.force else finished_runs_by_hash(uri, experiment, [job.config_hash for job in jobs])
         sweep_hash = hashlib.sha256(" ".join(job.config_hash for job in jobs).encode()).hexdigest()[:16]

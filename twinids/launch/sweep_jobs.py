@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from twinids.cpu_policy import WAIT_POLICY_ENV
+from twinids.cpu_policy import SPIN_COUNT_ENV, WAIT_POLICY_ENV, replace_wait_settings, wait_settings
 from twinids.tracking.config_hash import CONFIG_HASH_TAG
 
 FINISHED, FAILED, KILLED, SKIPPED = "FINISHED", "FAILED", "KILLED", "SKIPPED"
@@ -66,11 +66,9 @@ def prepare_process(policy: ThreadPolicy) -> None:
     Called by a worker before anything imports torch. In a process where torch is already loaded (a debug
     run in the command's own process) only the thread count changes.
     """
-    if "torch" not in sys.modules:
-        if policy.wait_policy is None:
-            os.environ.pop(WAIT_POLICY_ENV, None)
-        else:
-            os.environ[WAIT_POLICY_ENV] = policy.wait_policy
+    if "torch" not in sys.modules:  # an inherited GOMP_SPINCOUNT would override PASSIVE: replace both settings
+        lone = policy.wait_policy is None
+        replace_wait_settings(wait_settings(1) if lone else {WAIT_POLICY_ENV: policy.wait_policy})
     import torch
 
     torch.set_num_threads(policy.threads)
@@ -132,7 +130,7 @@ def run_job(job: SweepJob, tags: dict[str, str]) -> JobOutcome:
     """
     from omegaconf import OmegaConf
 
-    from twinids.errors import TwinIDSError
+    from twinids.errors import TwinIDSError, first_line
     from twinids.training.train import train
 
     cfg = OmegaConf.create(job.config)
@@ -142,7 +140,7 @@ def run_job(job: SweepJob, tags: dict[str, str]) -> JobOutcome:
     except TwinIDSError as error:
         return JobOutcome(job, FAILED, message=str(error))
     except Exception as error:  # a crash of one job must not end the sweep
-        return JobOutcome(job, FAILED, message=f"{type(error).__name__}: {_first_line(error)}")
+        return JobOutcome(job, FAILED, message=f"{type(error).__name__}: {first_line(error)}")
     headline = result.metrics.get("test/f1_macro")
     message = f"test/f1_macro {headline:.4f}" if headline is not None else ""
     return JobOutcome(job, FINISHED, result.run_id, message, dict(result.metrics), dict(result.timings))
@@ -169,12 +167,12 @@ def run_job_in_worker(job: SweepJob, tags: dict[str, str], policy: ThreadPolicy 
 
 
 def worker_state() -> dict[str, Any]:
-    """What this process runs jobs with: its pid, OpenMP wait policy and torch threads (to check a pool)."""
+    """What this process runs jobs with: its pid, OpenMP wait settings and torch threads (to check a pool)."""
     import torch
 
-    return {"pid": os.getpid(), "wait_policy": os.environ.get(WAIT_POLICY_ENV), "threads": torch.get_num_threads()}
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return {
+        "pid": os.getpid(),
+        "wait_policy": os.environ.get(WAIT_POLICY_ENV),
+        "spin_count": os.environ.get(SPIN_COUNT_ENV),
+        "threads": torch.get_num_threads(),
+    }

@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, first_line
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.types import Override
@@ -39,7 +39,7 @@ def expand_sweep(overrides: Sequence[str], group_options: Callable[[str], list[s
         try:
             parsed.append(parser.parse_override(text))
         except HydraException as error:
-            raise TwinIDSError(f"cannot parse override '{text}': {_first_line(error)}") from error
+            raise TwinIDSError(f"cannot parse override '{text}': {first_line(error)}") from error
     choices = [_choices(override, group_options) for override in parsed]
     return [list(job) for job in itertools.product(*choices)]
 
@@ -83,8 +83,3 @@ def _check_options(text: str, group: str, values: list[str], options: list[str])
         raise TwinIDSError(
             f"'{text}': unknown option '{unknown[0]}' for config group '{group}'; options: {', '.join(options)}"
         )
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, first_line, require_integer
 from twinids.interrupts import JobInterrupted
 from twinids.launch.search_space import SearchSpace, load_search_space
 from twinids.launch.sweep_jobs import CONFIG_HASH_TAG, PARENT_TAG
@@ -73,8 +73,8 @@ def run_tune(settings: TuneSettings, on_trial: Callable[[TrialOutcome], None] = 
     """Run the trials the study still lacks, tracked as child runs; return the best configuration found.
 
     Raises:
-        TwinIDSError: for an unknown or invalid search space, keys not in the config, a study of the same name
-            made from another space, or a metric the runs never log.
+        TwinIDSError: for `n_trials` below 1, an unknown or invalid search space, keys not in the config, a study of
+            the same name made from another space, an unusable storage URL, or a metric the runs never log.
         JobInterrupted: after a signal (the running trial's run ends KILLED and the trial FAIL).
     """
     import optuna
@@ -84,20 +84,22 @@ def run_tune(settings: TuneSettings, on_trial: Callable[[TrialOutcome], None] = 
     from twinids.tracking.run import start_run
     from twinids.tracking.store import prepare_store, resolve_tracking_uri
 
+    if settings.n_trials is not None:  # 0 is not "unset": it would run the space's trials
+        require_integer(settings.n_trials, "--n-trials", 1)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_search_space(settings.search)
     base = [*space.overrides, *settings.overrides]
     cfg = compose(base)
     _check_keys(space, cfg)
+    study_name = settings.study_name or f"{space.name}-{space.fingerprint(base)}"
+    storage = settings.storage or _default_storage()
+    study = _open_study(space, study_name, storage, space.fingerprint(base))  # a bad storage fails before the store
     uri = prepare_store(
         str(cfg.tracking.mlflow_experiment), resolve_tracking_uri(settings.tracking_uri or cfg.tracking.uri)
     )
     experiment = str(cfg.tracking.mlflow_experiment)
-    study_name = settings.study_name or f"{space.name}-{space.fingerprint(base)}"
-    storage = settings.storage or _default_storage()
-    study = _open_study(space, study_name, storage, space.fingerprint(base))
-    wanted = settings.n_trials or space.n_trials
+    wanted = space.n_trials if settings.n_trials is None else settings.n_trials
     ended = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     earlier = earlier_parent(uri, experiment, "tune", STUDY_TAG, study_name)
     tags = {"twinids.job": "tune", STUDY_TAG: study_name, "twinids.search": space.name}
@@ -137,6 +139,7 @@ def _check_keys(space: SearchSpace, cfg: object) -> None:
 def _open_study(space: SearchSpace, name: str, storage: str, fingerprint: str):
     """Create the study, or load it and check it was made from the same space and overrides."""
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
 
     pruner = optuna.pruners.MedianPruner(**space.pruner) if space.pruner is not None else optuna.pruners.NopPruner()
     try:
@@ -150,6 +153,11 @@ def _open_study(space: SearchSpace, name: str, storage: str, fingerprint: str):
         )
     except (ValueError, TypeError) as error:  # a direction unlike the stored study's, or a bad pruner setting
         raise TwinIDSError(f"study '{name}' in {storage}: {error}") from error
+    except (SQLAlchemyError, ImportError, OSError) as error:  # an unknown scheme, a missing driver, no such folder
+        raise TwinIDSError(
+            f"cannot open the Optuna storage {storage} ({first_line(error)}); give --storage as a database URL, "
+            "e.g. sqlite:///mlruns/optuna.db"
+        ) from error
     stored = study.user_attrs.get(FINGERPRINT_ATTR)
     if stored is None:
         study.set_user_attr(FINGERPRINT_ATTR, fingerprint)

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, first_line
 from twinids.results.sqlite_runs import Record
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ class MlflowRunReader:
                     [experiment_id], query, ViewType.ACTIVE_ONLY, max_results=PAGE_SIZE, page_token=token
                 )
             except MlflowException as error:
-                raise TwinIDSError(f'MLflow cannot search with filter "{query}": {_first_line(error)}') from error
+                raise TwinIDSError(f'MLflow cannot search with filter "{query}": {first_line(error)}') from error
             runs.extend(page)
             token = page.token
             if not token:
@@ -194,11 +194,6 @@ class MlflowRunReader:
             )
             for run in runs
         ]
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def configured_experiment() -> str:

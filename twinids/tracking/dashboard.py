@@ -21,9 +21,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, first_line
 
 DEFAULT_PORT = 5000
+MAX_PORT = 65535
 VIEW_KEY = "twinids-runs"
 VIEW_NAME = "twinids"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
@@ -92,8 +93,8 @@ def install_runs_view(tracking_uri: str, experiment: str) -> str | None:
 
     from twinids.tracking.store import store_errors
 
-    client = MlflowClient(tracking_uri)
     with store_errors(tracking_uri):
+        client = MlflowClient(tracking_uri)
         found = client.get_experiment_by_name(experiment)
         if found is None or found.lifecycle_stage != "active":
             return None
@@ -117,12 +118,16 @@ def choose_port(host: str, port: int | None) -> int:
     """The port to listen on: `port` if free (0: any free one); by default 5000, or any free one if it is taken.
 
     Raises:
-        TwinIDSError: if an explicitly requested port is in use.
+        TwinIDSError: for a port outside 0-65535, a host this machine cannot listen on, or an explicitly
+            requested port that is in use.
     """
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= MAX_PORT):
+        raise TwinIDSError(f"--port must be an integer in 0-{MAX_PORT} (0: any free port); got {port}")
+    free = _free_port(host)  # also refuses a host that is not an address of this machine
     if port is None:
-        return DEFAULT_PORT if _is_free(host, DEFAULT_PORT) else _free_port(host)
+        return DEFAULT_PORT if _is_free(host, DEFAULT_PORT) else free
     if port == 0:
-        return _free_port(host)
+        return free
     if not _is_free(host, port):
         raise TwinIDSError(f"port {port} on {host} is in use (another dashboard?); pick another with --port, or 0")
     return port
@@ -138,9 +143,48 @@ def _is_free(host: str, port: int) -> bool:
 
 
 def _free_port(host: str) -> int:
+    """A port the system picks on `host`; an unknown host or one that is not this machine's is one error line."""
     with socket.socket() as probe:
-        probe.bind((host, 0))
+        try:
+            probe.bind((host, 0))
+        except OSError as error:  # socket.gaierror for a name that does not resolve is one too
+            reason = error.strerror or first_line(error)
+            raise TwinIDSError(
+                f"cannot listen on host '{host}' ({reason}); give --host an address of this machine, "
+                "e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+            ) from error
         return probe.getsockname()[1]
+
+
+def require_store(tracking_uri: str) -> None:
+    """Refuse a store the dashboard would have to create or could not read: it opens an existing one, never makes one.
+
+    Raises:
+        TwinIDSError: for an unknown URI scheme, a SQLite store that does not exist yet, is not a database or
+            holds no MLflow tables, or a server that does not answer.
+    """
+    from twinids.tracking.store import check_store, sqlite_database
+
+    database = sqlite_database(tracking_uri)
+    if database is not None and not database.is_file():
+        raise TwinIDSError(
+            f"no tracking store at {database} yet; train a run first (`twinids train` creates it there), or point "
+            "--tracking-uri (or MLFLOW_TRACKING_URI) at an existing store"
+        )
+    check_store(tracking_uri, writable=database is not None)  # the twinids view is saved into it
+    if database is not None and not _has_mlflow_tables(database):
+        raise TwinIDSError(
+            f"{database} is a SQLite database but not an MLflow tracking store (it has no MLflow tables); "
+            "point --tracking-uri at the store your runs are in"
+        )
+
+
+def _has_mlflow_tables(database: Path) -> bool:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        names = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return {"experiments", "runs", "alembic_version"} <= names
 
 
 def server_command(tracking_uri: str, host: str, port: int, workers: int) -> list[str]:
@@ -164,14 +208,20 @@ def start_dashboard(
     it cleanly), without MLflow's background job runner (GenAI jobs, unused here), logging to `dashboard.log`
     beside a SQLite store.
 
+    Port, host and store are checked, in that order, before MLflow is imported or anything is written.
+
     Raises:
-        TwinIDSError: if the port is taken or the server exits or stays silent while starting.
+        TwinIDSError: for a bad or taken port, a host that cannot be listened on, a store that does not exist or
+            cannot be read (see `require_store`), or a server that exits or stays silent while starting.
     """
-    if tracking_uri.startswith(("http://", "https://")):
-        experiment_id = install_runs_view(tracking_uri, experiment)
-        return Dashboard(None, runs_view_url(tracking_uri, experiment_id) if experiment_id else tracking_uri, None)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's INFO lines would precede any refusal
+    remote = tracking_uri.startswith(("http://", "https://"))
+    if not remote:
+        port = choose_port(host, port)
+    require_store(tracking_uri)
     experiment_id = install_runs_view(tracking_uri, experiment)
-    port = choose_port(host, port)
+    if remote:
+        return Dashboard(None, runs_view_url(tracking_uri, experiment_id) if experiment_id else tracking_uri, None)
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
     log_path = _log_path(tracking_uri)
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}

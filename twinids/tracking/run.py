@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from twinids.interrupts import JobInterrupted
+from twinids.errors import first_line
+from twinids.interrupts import JobInterrupted, signals_ignored
 from twinids.tracking.store import prepare_store, store_errors
 
 CONFIG_ARTIFACT = "config/config.yaml"
 OVERRIDES_ARTIFACT = "config/overrides.txt"
 CHECKPOINT_ARTIFACT_DIR = "checkpoints"
+# Ending a run waits this many times for a store another process keeps locked (MLflow waits 20 s each time).
+END_ATTEMPTS = 3
+END_RETRY_PAUSE_S = 1.0
+
+_log = logging.getLogger(__name__)
 
 
 class TrackedRun:
@@ -92,14 +100,15 @@ def start_run(
             run.client.update_run(run_id, status="RUNNING")
     try:
         yield run
-    except (KeyboardInterrupt, JobInterrupted):
+    except (KeyboardInterrupt, JobInterrupted) as stop:
+        _release_interrupted_writes(stop)
         _end(run, "KILLED")
         raise
     except BaseException:
         _end(run, "FAILED")
         raise
     with store_errors(uri):
-        run.client.set_terminated(run.run_id, "FINISHED")
+        _terminate(run, "FINISHED")
 
 
 def _logger_class() -> type:
@@ -130,10 +139,51 @@ def default_run_name(experiment: str, tags: Mapping[str, Any] | None = None) -> 
     return "-".join([*parts, secrets.token_hex(3)])
 
 
+def _release_interrupted_writes(stop: BaseException) -> None:
+    """Free what a database write cut short by `stop` still holds, so its SQLite lock is released.
+
+    SQLAlchemy closes a connection cut short by a signal while the statement's cursor lives on in the traceback's
+    frames; SQLite keeps that "zombie" connection's transaction, and its write lock, until the statement is freed.
+    `twinids.interrupts` keeps signals out of database writes; this covers a write stuck longer than it waits.
+    """
+    import gc
+    import traceback
+
+    traceback.clear_frames(stop.__traceback__)
+    gc.collect()
+
+
 def _end(run: TrackedRun, status: str) -> None:
-    """Mark a run that is being left by an exception; a store failing too must not hide that exception."""
-    with suppress(Exception):
-        run.client.set_terminated(run.run_id, status)
+    """Mark a run that is being left by an exception; a store failing too must not hide that exception.
+
+    The command is already stopping, so further signals are ignored until the status is written. Should the
+    store refuse even after `_terminate`'s retries, one line says so (the exception's own line follows).
+    """
+    with signals_ignored():
+        try:
+            _terminate(run, status)
+        except Exception as error:
+            _log.warning("warning: run %s could not be marked %s: %s", run.run_id, status, first_line(error))
+
+
+def _terminate(run: TrackedRun, status: str) -> None:
+    """Write the run's final status, waiting up to `END_ATTEMPTS` times for a store another process keeps locked.
+
+    MLflow logs a traceback of every failed database write; the caller reports the failure in one line instead.
+    """
+    quiet = logging.getLogger("mlflow.store.db.utils")
+    was_disabled, quiet.disabled = quiet.disabled, True
+    try:
+        for attempt in range(1, END_ATTEMPTS + 1):
+            try:
+                run.client.set_terminated(run.run_id, status)
+                return
+            except Exception as error:
+                if "locked" not in str(error) or attempt == END_ATTEMPTS:
+                    raise
+                time.sleep(END_RETRY_PAUSE_S)
+    finally:
+        quiet.disabled = was_disabled
 
 
 def temporary_directory() -> tempfile.TemporaryDirectory:

@@ -9,19 +9,36 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, first_line
 
 DEFAULT_STORE_DIR = "mlruns"
 SQLITE_PREFIX = "sqlite:///"
 SQLITE_BUSY_TIMEOUT_S = 60.0  # how long the checks wait for another job's write (MLflow's own sessions wait 20 s)
 CREATION_LOCK_TIMEOUT_S = 600.0  # creating a store takes ~2 s; many jobs starting together queue behind it
 SERVER_TIMEOUT_S = 5.0
+# The tracking URI schemes MLflow has a store for ('' and file: its folder store); `postgresql+psycopg2` counts.
+STORE_SCHEMES = (
+    "",
+    "file",
+    "sqlite",
+    "http",
+    "https",
+    "postgresql",
+    "mysql",
+    "mssql",
+    "databricks",
+    "databricks-uc",
+    "uc",
+)
 # MLflow's defaults (7 retries, 120 s timeout) retry an unreachable server for about 4 minutes per request.
 HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """The tracking URI to use: the given one, else $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlruns/mlflow.db."""
+def resolve_tracking_uri(uri: str | None = None, create_folder: bool = True) -> str:
+    """The tracking URI to use: the given one, else $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlruns/mlflow.db.
+
+    With `create_folder` the folder of a SQLite database is created (a command that only reads a store passes False).
+    """
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         database = Path(DEFAULT_STORE_DIR).resolve() / "mlflow.db"
@@ -29,6 +46,8 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
         database = Path(uri.removeprefix(SQLITE_PREFIX)).resolve()
     else:
         return uri
+    if not create_folder:
+        return f"{SQLITE_PREFIX}{database}"
     try:
         database.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -70,12 +89,23 @@ def check_store(tracking_uri: str | None = None, writable: bool = True) -> str:
         TwinIDSError: naming the store and what is wrong with it.
     """
     uri = resolve_tracking_uri(tracking_uri)
+    check_scheme(uri)
     database = sqlite_database(uri)
     if uri.startswith(("http://", "https://")):
         check_server(uri)
     elif database is not None and (writable or database.exists()):
         check_sqlite(database, writable)
     return uri
+
+
+def check_scheme(uri: str) -> None:
+    """Refuse a tracking URI whose scheme MLflow has no store for (it would fail deep inside MLflow or SQLAlchemy)."""
+    scheme = urlsplit(uri).scheme.split("+")[0]
+    if scheme not in STORE_SCHEMES:
+        raise TwinIDSError(
+            f"the tracking URI {_shown(uri)} names no kind of store MLflow knows ('{scheme}://'); use "
+            "sqlite:///path/mlflow.db, http(s)://a-tracking-server or a database URL (postgresql, mysql, mssql)"
+        )
 
 
 def check_server(uri: str) -> None:
@@ -148,9 +178,9 @@ def store_errors(tracking_uri: str) -> Iterator[None]:
         raise
     except Exception as error:
         database = sqlite_database(tracking_uri)
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         message = _explain_sqlite(database, str(error)) if database else None
-        raise TwinIDSError(message or f"the tracking store {_shown(tracking_uri)} failed: {first_line}") from error
+        shown = _shown(tracking_uri)
+        raise TwinIDSError(message or f"the tracking store {shown} failed: {first_line(error)}") from error
 
 
 @contextmanager

@@ -20,6 +20,8 @@ def check_trainer_settings(trainer_cfg: DictConfig) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise TwinIDSError(f"trainer.{key} must be an integer >= {minimum}; got {value!r}")
+    if trainer_cfg.get("max_epochs") == 0:  # Lightning would train nothing, save no checkpoint, and the run fail
+        raise TwinIDSError("trainer.max_epochs must be at least 1 (or -1: until early stopping); got 0")
     for key in FLAG_SETTINGS:
         value = trainer_cfg.get(key)
         if value is not None and not isinstance(value, bool):
