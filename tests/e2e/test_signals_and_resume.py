@@ -16,7 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from opacus.accountants import RDPAccountant
+from opacus.accountants import create_accountant
 
 pytestmark = pytest.mark.slow
 
@@ -165,8 +165,8 @@ def test_a_killed_dp_run_resumed_spends_the_epsilon_of_an_uninterrupted_one(tmp_
     assert uninterrupted.returncode == 0, stderr
     [whole_run] = runs(whole)
     assert abs(float(spent["privacy.epsilon"]) - float(whole_run.data.params["privacy.epsilon"])) < 1e-6
-    # Both are the accountant's ε for the planned steps at one σ and one sampling rate.
-    accountant = RDPAccountant()
+    # Both are the run's accountant's ε for the planned steps at one σ and one sampling rate.
+    accountant = create_accountant(spent["privacy.accountant"])
     accountant.history = [
         (
             float(spent["privacy.noise_multiplier"]),
