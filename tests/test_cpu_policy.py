@@ -1,5 +1,5 @@
-"""The OpenMP wait policy: chosen from the job count (never the lagging load average), bounded for a lone job,
-recorded as the settings torch's own OpenMP runtime reads."""
+"""The OpenMP wait policy: chosen from the job count and what other processes do right now (never the lagging
+load average), recorded as the settings torch's own OpenMP runtime reads."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -18,6 +19,7 @@ from twinids.cpu_policy import (
     applied_policy,
     apply_wait_policy,
     bundled_openmp_runtime,
+    busy_cores,
     replace_wait_settings,
     spins_before_sleep,
     wait_policy,
@@ -36,27 +38,40 @@ def clean_environ(monkeypatch):
 def test_a_command_right_after_another_chooses_what_it_would_choose_alone(clean_environ, monkeypatch, load):
     # the 1-minute load average still counts a command that ended seconds ago: it must not change the choice
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(cpu_policy, "busy_cores", lambda: 0.0)  # the cores are free now
     apply_wait_policy()
-    assert {name: clean_environ.get(name) for name in (WAIT_POLICY_ENV, SPIN_COUNT_ENV)} == {
-        WAIT_POLICY_ENV: None,
-        SPIN_COUNT_ENV: cpu_policy.LONE_JOB_SPIN_COUNT,
-    }
+    assert WAIT_POLICY_ENV not in clean_environ and SPIN_COUNT_ENV not in clean_environ  # OpenMP's default waits
+    assert clean_environ[cpu_policy.MEASURED_BUSY_ENV] == "0.00"
 
 
-def test_a_lone_job_spins_a_bounded_count_far_below_openmps_default_and_above_passive():
-    spins = spins_before_sleep(wait_settings(1))
-    assert spins is not None and 0 < spins < spins_before_sleep({}) // 5
+def test_a_lone_command_beside_a_busy_process_sleeps_at_once(clean_environ, monkeypatch):
+    monkeypatch.setattr(cpu_policy, "busy_cores", lambda: 1.6)
+    apply_wait_policy()
+    assert clean_environ[WAIT_POLICY_ENV] == PASSIVE and spins_before_sleep(clean_environ) == 0
+
+
+@pytest.mark.parametrize(("busy", "expected"), [(None, {}), (0.0, {}), (0.4, {}), (0.5, {WAIT_POLICY_ENV: PASSIVE})])
+def test_a_lone_job_spins_unless_other_processes_keep_half_a_core_busy(busy, expected):
+    assert wait_settings(1, busy) == expected
 
 
 @pytest.mark.parametrize("jobs", [2, 3, 8])
 def test_jobs_of_one_sweep_sleep_at_once(jobs):
-    assert wait_settings(jobs) == {WAIT_POLICY_ENV: PASSIVE}
+    assert wait_settings(jobs) == {WAIT_POLICY_ENV: PASSIVE} == wait_settings(jobs, busy=0.0)
     assert spins_before_sleep(wait_settings(jobs)) == 0
+    assert wait_policy(jobs) == PASSIVE
 
 
-@pytest.mark.parametrize(("jobs", "load", "expected"), [(1, 0.2, None), (1, 3.0, None), (2, 0.2, PASSIVE)])
-def test_the_launchers_call_gets_the_wait_policy_variable_whatever_load_it_passes(jobs, load, expected):
-    assert wait_policy(jobs, 2, load) == expected
+def test_the_busy_cores_sample_sees_a_process_that_computes_beside_it():
+    script = "import time\nend = time.time() + 3\nwhile time.time() < end: pass"
+    spinner = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        time.sleep(0.5)  # let it start computing
+        busy = busy_cores(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy is not None and busy >= 0.6  # one core kept busy (the sample's own process sleeps)
 
 
 def test_zero_jobs_is_refused():
@@ -83,6 +98,7 @@ def test_the_applied_policy_names_both_variables_and_the_spins_they_amount_to():
         WAIT_POLICY_ENV: "unset",
         SPIN_COUNT_ENV: "30k",
         "spins_before_sleep": "30000",
+        "busy_cores_at_start": "not measured",
         "openmp_runtime": "-",
     }
     assert applied_policy({SPIN_COUNT_ENV: "infinite"})["spins_before_sleep"] == "never sleeps"
@@ -95,7 +111,8 @@ ENVIRONMENTS = [
     {SPIN_COUNT_ENV: "30k"},
     {WAIT_POLICY_ENV: PASSIVE, SPIN_COUNT_ENV: "2M"},  # an explicit spin count wins over PASSIVE
     {SPIN_COUNT_ENV: "lots"},  # invalid: ignored, the wait policy's default applies
-    wait_settings(1),
+    wait_settings(1, busy=0.0),
+    wait_settings(1, busy=1.0),
     wait_settings(2),
 ]
 

@@ -1,14 +1,16 @@
-"""How a process's OpenMP threads wait for work: decided from how many jobs share the cores, never from the load.
+"""How a process's OpenMP threads wait for work: decided from how many jobs share the cores and from what the
+other processes do right now, never from the lagging load average.
 
 torch's wheel bundles GNU OpenMP (`torch/lib/libgomp.so.1`), which reads `OMP_WAIT_POLICY` and `GOMP_SPINCOUNT`
-once, when torch loads it: a waiting thread spins that many times, then sleeps. Unset, it spins 300,000 times
-(milliseconds); `PASSIVE` sleeps at once; an explicit `GOMP_SPINCOUNT` wins over either. Spinning keeps a lone
-process about 2-3x faster on LSTM steps than `PASSIVE`, but a long spin holds a core that a busy neighbour's
-threads need. The 1-minute load average cannot arbitrate: it still reads about 1.0 a minute after a 2-thread
-command ended, so a command started right after another one used to pick `PASSIVE` on free cores (a 17% slower
-fit). A lone job therefore spins a bounded count, short enough to give a contended core back within a scheduler
-slice; jobs of one sweep, which share the cores by design, sleep at once. `twinids bench` measures the choice
-alone, right after another command and beside a busy process (`twinids/bench/wait_situations.py`).
+once, when torch loads it: a waiting thread spins that many times, then sleeps. Unset, it spins 300,000 times;
+`PASSIVE` sleeps at once; an explicit `GOMP_SPINCOUNT` wins over either. Measured with `twinids bench` (LSTM steps
+of the bench shape, 2 cores): alone, OpenMP's default waits are fastest and `PASSIVE` is about 2x slower; beside a
+busy process, `PASSIVE` is fastest and spinning is about 2x slower; a bounded spin count (30,000) was worse than
+either in both situations (1.5x alone, 8x beside a busy process). So a lone command samples, for a tenth of a
+second, how many cores the other processes keep busy (`/proc/stat`: no lag, unlike the 1-minute load average,
+which still counts a command that ended a minute ago) and sleeps at once only when they keep half a core or
+more busy; jobs of one sweep, which share the cores by design, always sleep at once. `twinids bench` measures
+the choice alone, right after another command and beside a busy process (`twinids/bench/wait_situations.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import time
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
@@ -23,9 +26,9 @@ WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
 SPIN_COUNT_ENV = "GOMP_SPINCOUNT"
 WAIT_ENVS = (WAIT_POLICY_ENV, SPIN_COUNT_ENV)
 PASSIVE = "PASSIVE"
-# About 0.1-1 ms of `pause` spins depending on the CPU: it covers the microsecond gaps between torch's parallel
-# regions (what spinning is for) and ends well within a scheduler slice (what a busy neighbour needs back).
-LONE_JOB_SPIN_COUNT = "30000"
+BUSY_NEIGHBOUR_CORES = 0.5  # cores other processes keep busy from which a lone command's threads sleep at once
+SAMPLE_S = 0.1  # how long the CPU counters are sampled: ten scheduler ticks per core
+MEASURED_BUSY_ENV = "TWINIDS_BUSY_CORES_AT_START"  # what the sample saw, recorded with the run
 
 # libgomp's own defaults (its GOMP_SPINCOUNT documentation): the spin count when GOMP_SPINCOUNT is not set.
 _LIBGOMP_SPINS = {"ACTIVE": 30_000_000_000, PASSIVE: 0}
@@ -38,35 +41,56 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def wait_settings(parallel_jobs: int = 1) -> dict[str, str]:
+def busy_cores(interval_s: float = SAMPLE_S) -> float | None:
+    """Cores the other processes kept busy over the next `interval_s` (this one sleeps meanwhile), from the
+    kernel's CPU counters; None where they cannot be read (not Linux)."""
+    try:
+        first = _cpu_counters()
+        time.sleep(interval_s)
+        second = _cpu_counters()
+    except (OSError, ValueError, IndexError):
+        return None
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return None if total <= 0 else (1.0 - idle / total) * (os.cpu_count() or 1)
+
+
+def _cpu_counters() -> tuple[int, int]:
+    """(all, idle) ticks of every CPU since boot, from the first line of /proc/stat (idle counts iowait too)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(values), values[3] + values[4]
+
+
+def wait_settings(parallel_jobs: int = 1, busy: float | None = None) -> dict[str, str]:
     """The OpenMP wait settings for one of `parallel_jobs` processes this command starts on the usable cores.
 
-    A lone job spins a bounded count (`LONE_JOB_SPIN_COUNT`); jobs of one sweep get `PASSIVE`, so that a job
-    waiting on its own threads never holds a core its sibling jobs could use. Nothing here reads the load
-    average: it lags by a minute and would judge a command by the one that ran before it.
+    Jobs of one sweep get `PASSIVE`, so a job waiting on its own threads never holds a core its sibling jobs
+    could use. A lone job keeps OpenMP's default (spinning) waits unless other processes keep `busy` >=
+    BUSY_NEIGHBOUR_CORES cores busy right now (None: unknown, treated as quiet).
     """
     if parallel_jobs < 1:
         raise ValueError(f"parallel_jobs must be 1 or more; got {parallel_jobs}")
-    return {SPIN_COUNT_ENV: LONE_JOB_SPIN_COUNT} if parallel_jobs == 1 else {WAIT_POLICY_ENV: PASSIVE}
+    if parallel_jobs > 1 or (busy is not None and busy >= BUSY_NEIGHBOUR_CORES):
+        return {WAIT_POLICY_ENV: PASSIVE}
+    return {}
 
 
-def wait_policy(parallel_jobs: int = 1, cores: int | None = None, load: float | None = None) -> str | None:
-    """The `OMP_WAIT_POLICY` part of `wait_settings` (None: unset), for callers that carry only that variable.
-
-    `cores` and `load` are accepted for the sweep launcher's call and ignored: the choice depends on the job
-    count alone (see the module docstring for why not on the load average).
-    """
-    return wait_settings(parallel_jobs).get(WAIT_POLICY_ENV)
+def wait_policy(parallel_jobs: int = 1, busy: float | None = None) -> str | None:
+    """The `OMP_WAIT_POLICY` part of `wait_settings` (None: unset), for callers that carry only that variable."""
+    return wait_settings(parallel_jobs, busy).get(WAIT_POLICY_ENV)
 
 
 def apply_wait_policy(parallel_jobs: int = 1) -> None:
-    """Put `wait_settings` into this process's environment unless the user set either variable.
+    """Put `wait_settings` into this process's environment unless the user set either variable; a lone job
+    first samples how busy the other processes keep the cores (`busy_cores`, a tenth of a second).
 
     Call before importing torch: its OpenMP runtime reads them once, when it loads.
     """
     if any(name in os.environ for name in WAIT_ENVS):
         return
-    os.environ.update(wait_settings(parallel_jobs))
+    busy = busy_cores() if parallel_jobs == 1 else None
+    if busy is not None:
+        os.environ[MEASURED_BUSY_ENV] = f"{busy:.2f}"
+    os.environ.update(wait_settings(parallel_jobs, busy))
 
 
 def replace_wait_settings(settings: Mapping[str, str], environ: MutableMapping[str, str] = os.environ) -> None:
@@ -118,5 +142,6 @@ def applied_policy(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
         WAIT_POLICY_ENV: environ.get(WAIT_POLICY_ENV, "unset"),
         SPIN_COUNT_ENV: environ.get(SPIN_COUNT_ENV, "unset"),
         "spins_before_sleep": "never sleeps" if spins is None else str(spins),
+        "busy_cores_at_start": environ.get(MEASURED_BUSY_ENV, "not measured"),
         "openmp_runtime": runtime.name if runtime is not None else "not bundled with torch",
     }

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 
 from twinids.bench.wait_situations import CANDIDATES, busy_neighbour, run_probe, summarise
-from twinids.cpu_policy import PASSIVE, SPIN_COUNT_ENV, WAIT_POLICY_ENV, wait_settings
+from twinids.cpu_policy import PASSIVE, SPIN_COUNT_ENV, WAIT_POLICY_ENV
 
 
-def test_a_process_deciding_right_after_another_command_takes_twinids_choice_whatever_the_load():
-    report = run_probe(None, steps=1, threads=1)
-    assert report["settings"] == wait_settings(1)
-    assert report["spins_before_sleep"] == wait_settings(1)[SPIN_COUNT_ENV]
+def test_a_deciding_process_beside_a_busy_one_chooses_passive_and_reports_what_it_saw():
+    with busy_neighbour(threads=1):
+        report = run_probe(CANDIDATES["twinids"], steps=1, threads=1)
+    assert report["settings"] == {WAIT_POLICY_ENV: PASSIVE}
+    assert float(report["busy_cores_at_start"]) >= 0.5
     assert report["seconds_per_step"] > 0
 
 
@@ -32,11 +33,12 @@ def test_the_busy_neighbour_computes_during_the_measurement_and_is_stopped_after
 def test_the_choice_is_compared_with_the_fastest_candidate_of_the_same_situation_and_with_itself_alone():
     alone = {"openmp_default": 0.006, "passive": 0.0129, "twinids": 0.0066}
     beside = {"openmp_default": 0.180, "passive": 0.030, "twinids": 0.036}
-    figures = summarise(alone, after_command=0.0099, beside_busy=beside, load_after=1.0)
+    figures = summarise(alone, 0.0099, beside, load_after=1.0, chose_passive={"alone": 0.0, "beside_busy": 1.0})
     assert figures["wait_alone_choice_vs_fastest_ratio"] == pytest.approx(1.1)
     assert figures["wait_beside_busy_choice_vs_fastest_ratio"] == pytest.approx(1.2)
     assert figures["wait_beside_busy_openmp_default_vs_fastest_ratio"] == pytest.approx(6.0)
     assert figures["wait_after_command_choice_vs_alone_ratio"] == pytest.approx(1.5)
+    assert figures["wait_beside_busy_choice_passive_share"] == 1.0 and figures["wait_alone_choice_passive_share"] == 0
 
 
 @pytest.mark.parametrize(("load", "old_rule_passive"), [(0.3, 0.0), (1.0, 1.0)])

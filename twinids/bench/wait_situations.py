@@ -4,9 +4,9 @@ busy process.
 The settings act only when torch loads its OpenMP runtime, so every measurement is a fresh interpreter (this
 module run as `python -m twinids.bench.wait_situations`) timing LSTM training steps of the bench shape (batch 256,
 window 10, 40 features, 2x64 LSTM, Adam, clipping). Candidates: OpenMP's default waits, `PASSIVE`, and
-twinids' choice (`twinids.cpu_policy.wait_settings(1)`). Right after another command, the measured process decides
-for itself, as the CLI does, while the load average still counts the command that just ended. Every figure is a
-ratio against a baseline from the same run: the fastest candidate in the same situation, or twinids' choice alone.
+twinids' choice: a process that decides for itself, as the CLI does (`apply_wait_policy`), in each situation. Right
+after another command the load average still counts the command that just ended. Every figure is a ratio against a
+baseline from the same run: the fastest candidate in the same situation, or twinids' choice alone.
 """
 
 from __future__ import annotations
@@ -29,15 +29,13 @@ from twinids.cpu_policy import (
     applied_policy,
     apply_wait_policy,
     replace_wait_settings,
-    spins_before_sleep,
     usable_cores,
-    wait_settings,
 )
 
-CANDIDATES: dict[str, dict[str, str]] = {
+CANDIDATES: dict[str, dict[str, str] | None] = {
     "openmp_default": {},
     "passive": {WAIT_POLICY_ENV: PASSIVE},
-    "twinids": wait_settings(1),
+    "twinids": None,  # decides for itself, as the CLI does
 }
 CHOICE = "twinids"
 SITUATIONS = ("alone", "after_command", "beside_busy")
@@ -60,35 +58,48 @@ def measure_wait_situations(
     beside = {name: [] for name in CANDIDATES}
     after: list[float] = []
     loads: list[float] = []
+    chose_passive = {situation: [] for situation in SITUATIONS}
+
+    def measure(name: str, situation: str) -> float:
+        report = run_probe(CANDIDATES[name], steps, threads)
+        if name == CHOICE:
+            chose_passive[situation].append(report["settings"].get(WAIT_POLICY_ENV) == PASSIVE)
+            if situation == "after_command":
+                loads.append(report["load_at_decision"])
+        return report["seconds_per_step"]
+
     for _ in range(rounds):
-        for name, settings in CANDIDATES.items():
-            alone[name].append(run_probe(settings, steps, threads)["seconds_per_step"])
+        for name in CANDIDATES:
+            alone[name].append(measure(name, "alone"))
     for _ in range(rounds):
-        run_probe(wait_settings(1), steps, threads, run_for_s=previous_s)  # the previous command, which then ends
-        decided = run_probe(None, steps, threads)
-        if decided["settings"] != wait_settings(1):
-            raise RuntimeError(f"the measured process chose {decided['settings']}, not {wait_settings(1)}")
-        after.append(decided["seconds_per_step"])
-        loads.append(decided["load_at_decision"])
+        run_probe({}, steps, threads, run_for_s=previous_s)  # the previous command, which then ends
+        after.append(measure(CHOICE, "after_command"))
     with busy_neighbour(threads):
         for _ in range(rounds):
-            for name, settings in CANDIDATES.items():
-                beside[name].append(run_probe(settings, steps, threads)["seconds_per_step"])
+            for name in CANDIDATES:
+                beside[name].append(measure(name, "beside_busy"))
+    passive_shares = {situation: sum(v) / len(v) for situation, v in chose_passive.items()}
     return summarise(
         {name: statistics.median(v) for name, v in alone.items()},
         statistics.median(after),
         {name: statistics.median(v) for name, v in beside.items()},
         max(loads),
+        passive_shares,
     )
 
 
 def summarise(
-    alone: Mapping[str, float], after_command: float, beside_busy: Mapping[str, float], load_after: float
+    alone: Mapping[str, float],
+    after_command: float,
+    beside_busy: Mapping[str, float],
+    load_after: float,
+    chose_passive: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """The bench figures from median seconds per step: raw times, ratios to each baseline, the old rule's pick.
 
     `wait_after_command_old_rule_passive` is 1 where the load-average rule twinids used before (PASSIVE unless
-    the 1-minute load is below half the cores) would have chosen PASSIVE right after the previous command.
+    the 1-minute load is below half the cores) would have chosen PASSIVE right after the previous command;
+    `wait_<situation>_choice_passive_share` says how often twinids' own choice was PASSIVE in each situation.
     """
     figures: dict[str, float] = {}
     for situation, times in (("alone", alone), ("beside_busy", beside_busy)):
@@ -101,7 +112,8 @@ def summarise(
     figures["wait_after_command_choice_vs_alone_ratio"] = after_command / alone[CHOICE]
     figures["wait_after_command_load"] = load_after
     figures["wait_after_command_old_rule_passive"] = float(load_after >= usable_cores() / 2)
-    figures["wait_twinids_spins_before_sleep"] = float(spins_before_sleep(wait_settings(1)) or 0)
+    for situation, share in (chose_passive or {}).items():
+        figures[f"wait_{situation}_choice_passive_share"] = share  # how often the choice was PASSIVE there
     return figures
 
 

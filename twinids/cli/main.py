@@ -12,11 +12,6 @@ from twinids.cpu_policy import apply_wait_policy
 from twinids.errors import TwinIDSError
 from twinids.interrupts import JobInterrupted, install_signal_handlers
 
-# OpenMP threads that spin while waiting make torch many times slower when another process shares the cores,
-# and about 3x faster when it runs alone: PASSIVE unless the machine is quiet. Torch (and its OpenMP runtime)
-# is imported only inside the commands, after this.
-apply_wait_policy()
-
 app = typer.Typer(
     name="twinids",
     help="Train and evaluate intrusion detectors for IoT-enhanced digital twin networks.",
@@ -52,6 +47,10 @@ def main() -> None:
     and the exit code is 128 + the signal number.
     """
     install_signal_handlers()
+    if _runs_torch(sys.argv[1:]):
+        # OpenMP threads that spin while waiting are fastest alone and much slower beside a busy process: decided
+        # now (cpu_policy), before the command imports torch and its OpenMP runtime reads the settings.
+        apply_wait_policy()
     try:
         exit_code = app(standalone_mode=False)  # typer returns the code of Exit/Ctrl-C instead of exiting
         if isinstance(exit_code, int) and exit_code != 0:
@@ -89,6 +88,16 @@ def main() -> None:
         message = f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)"
         print(message, file=sys.stderr)
         sys.exit(1)
+
+
+def _runs_torch(arguments: list[str]) -> bool:
+    """Whether the command line runs a command that loads torch (not `--help`, not `data list`)."""
+    words = [a for a in arguments if not a.startswith("-")]
+    helping = any(a in ("--help", "-h") for a in arguments)
+    return bool(words) and words[0] in TORCH_COMMANDS and not helping
+
+
+TORCH_COMMANDS = ("train", "eval", "sweep", "tune", "reproduce", "bench", "data")
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ STOP_GRACE_S = 60.0  # how long stopped jobs get to end their runs KILLED before
 def thread_policy(parallel_jobs: int, cores: int | None = None) -> ThreadPolicy:
     """Threads and OpenMP wait policy for one of `parallel_jobs` processes sharing this machine's cores.
 
-    Each job gets its share of the cores; the wait policy is `twinids.cpu_policy.wait_policy`'s: a lone job spins
-    a bounded count before sleeping, jobs sharing the cores get PASSIVE (never decided from the load average).
+    Each job gets its share of the cores; the wait policy is `twinids.cpu_policy.wait_policy`'s: jobs sharing the
+    cores get PASSIVE; a lone job (None here) decides in its worker from how busy the cores are right then.
     """
     cores = cores or usable_cores()
     return ThreadPolicy(max(1, cores // parallel_jobs), wait_policy(parallel_jobs))

@@ -12,7 +12,13 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from twinids.cpu_policy import SPIN_COUNT_ENV, WAIT_POLICY_ENV, replace_wait_settings, wait_settings
+from twinids.cpu_policy import (
+    MEASURED_BUSY_ENV,
+    SPIN_COUNT_ENV,
+    WAIT_POLICY_ENV,
+    apply_wait_policy,
+    replace_wait_settings,
+)
 from twinids.tracking.config_hash import CONFIG_HASH_TAG
 
 FINISHED, FAILED, KILLED, SKIPPED = "FINISHED", "FAILED", "KILLED", "SKIPPED"
@@ -67,8 +73,9 @@ def prepare_process(policy: ThreadPolicy) -> None:
     run in the command's own process) only the thread count changes.
     """
     if "torch" not in sys.modules:  # an inherited GOMP_SPINCOUNT would override PASSIVE: replace both settings
-        lone = policy.wait_policy is None
-        replace_wait_settings(wait_settings(1) if lone else {WAIT_POLICY_ENV: policy.wait_policy})
+        replace_wait_settings({} if policy.wait_policy is None else {WAIT_POLICY_ENV: policy.wait_policy})
+        if policy.wait_policy is None:  # a lone job decides as a lone command does, from the cores' use now
+            apply_wait_policy()
     import torch
 
     torch.set_num_threads(policy.threads)
@@ -174,5 +181,6 @@ def worker_state() -> dict[str, Any]:
         "pid": os.getpid(),
         "wait_policy": os.environ.get(WAIT_POLICY_ENV),
         "spin_count": os.environ.get(SPIN_COUNT_ENV),
+        "busy_cores": os.environ.get(MEASURED_BUSY_ENV),
         "threads": torch.get_num_threads(),
     }
