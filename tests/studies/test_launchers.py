@@ -114,3 +114,15 @@ def test_the_submitit_local_launcher_runs_jobs_as_subprocesses_under_the_parent_
     run = MlflowClient(uri).get_run(outcome.run_id)
     assert run.data.tags["mlflow.parentRunId"] == summary.parent_run_id
     assert any((tmp_path / "submitit").glob("*_log.out"))  # submitit ran it as its own process, with its logs
+
+
+@pytest.mark.parametrize(
+    ("changes", "flag"),
+    [({"timeout_min": 0}, "--timeout-min"), ({"cpus_per_job": 0}, "--cpus"), ({"gpus_per_job": -1}, "--gpus"),
+     ({"mem_gb": 0.0}, "--mem-gb"), ({"cpus_per_job": True}, "--cpus")],
+)  # fmt: skip
+def test_slurm_requests_slurm_would_reject_are_refused_naming_the_flag(changes, flag):
+    from twinids.errors import TwinIDSError
+
+    with pytest.raises(TwinIDSError, match=flag):
+        SlurmSettings(**changes)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, require_integer, require_number
 from twinids.launch.sweep_jobs import FAILED, KILLED, JobOutcome, SweepJob, ThreadPolicy, run_job, run_job_in_worker
 
 POLL_S = 0.5  # how often submitted jobs are polled
@@ -29,6 +29,14 @@ class SlurmSettings:
     mem_gb: float | None = None
     gpus_per_job: int = 0
     folder: Path = Path("submitit")
+
+    def __post_init__(self) -> None:
+        """Refuse requests SLURM would reject only after the jobs were composed (or silently round)."""
+        require_integer(self.timeout_min, "--timeout-min", 1)
+        require_integer(self.cpus_per_job, "--cpus", 1)
+        require_integer(self.gpus_per_job, "--gpus", 0)
+        if self.mem_gb is not None:
+            require_number(self.mem_gb, "--mem-gb", 0, open_low=True)
 
 
 def slurm_parameters(settings: SlurmSettings, name: str = "twinids-sweep") -> dict[str, Any]:
