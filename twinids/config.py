@@ -157,6 +157,8 @@ def _valid_keys(key: str, other_overrides: list[str]) -> str:
     node = OmegaConf.select(cfg, _parent(key)) if _parent(key) else cfg
     if isinstance(node, DictConfig):
         return ", ".join(str(k) for k in node)
+    if node is None and _parent(key) and OmegaConf.select(cfg, _parent(key), default="absent") is None:
+        return f"(none: '{_parent(key)}' is null in this config)"
     return "(none)"
 
 

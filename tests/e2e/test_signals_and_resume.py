@@ -135,7 +135,6 @@ def test_a_killed_dp_run_resumed_spends_the_epsilon_of_an_uninterrupted_one(tmp_
         "privacy=dp",
         "privacy.target_epsilon=3",
         "trainer.max_epochs=4",
-        "callbacks.early_stopping.patience=100",
         "seed=5",
     ]
     whole, killed = tmp_path / "whole", tmp_path / "killed"

@@ -113,9 +113,7 @@ def assert_epsilon_is_the_accountants(spent: dict) -> None:
 def test_epsilon_is_logged_each_epoch_and_the_final_value_is_the_accountants_for_the_steps_taken(
     smoke_config, tmp_path, mlflow_client
 ):
-    cfg = smoke_config(
-        tmp_path, *DP, "privacy.target_epsilon=3", "trainer.max_epochs=3", "callbacks.early_stopping.patience=10"
-    )
+    cfg = smoke_config(tmp_path, *DP, "privacy.target_epsilon=3", "trainer.max_epochs=3")
     result = train(cfg)
     spent = result.privacy
     assert spent["steps"] == spent["planned_steps"] == 30
@@ -141,19 +139,40 @@ def test_epsilon_is_logged_each_epoch_and_the_final_value_is_the_accountants_for
     assert evaluated.data.tags["twinids.epsilon"] == "3"
 
 
-def test_early_stopping_spends_less_than_planned_and_reports_it(smoke_config, tmp_path):
+def test_dp_runs_every_planned_epoch_and_tests_the_last_so_no_validation_data_chooses(smoke_config, tmp_path):
+    cfg = smoke_config(tmp_path, *DP, "privacy.target_epsilon=3", "trainer.max_epochs=3")
+    assert (cfg.callbacks.select, cfg.callbacks.early_stopping) == ("last", None)
+    result = train(cfg)
+    assert result.checkpoint.name == "last.ckpt"
+    assert result.privacy["steps"] == result.privacy["planned_steps"]
+    assert result.timings["epochs"] == 3
+
+
+def test_early_stopping_brought_back_under_dp_spends_less_than_planned_and_reports_it(smoke_config, tmp_path):
+    stop_at_once = "{_target_:pytorch_lightning.callbacks.EarlyStopping,monitor:val/f1_macro,patience:0,min_delta:1.0}"
     cfg = smoke_config(
         tmp_path,
         *DP,
         "privacy.target_epsilon=3",
         "trainer.max_epochs=6",
-        "callbacks.early_stopping.patience=0",
-        "callbacks.early_stopping.min_delta=1.0",
+        "callbacks.select=best",
+        f"callbacks.early_stopping={stop_at_once}",
     )
     spent = train(cfg).privacy
     assert spent["steps"] < spent["planned_steps"]
     assert spent["epsilon"] < 2.85
     assert_epsilon_is_the_accountants(spent)
+
+
+def test_testing_the_last_epoch_while_early_stopping_is_on_is_refused(smoke_config, tmp_path):
+    with pytest.raises(TwinIDSError, match=r"callbacks\.select=last tests the last planned epoch"):
+        dp_detector(
+            smoke_config,
+            tmp_path,
+            "privacy.noise_multiplier=1",
+            "callbacks.select=last",
+            "callbacks.early_stopping={_target_:pytorch_lightning.callbacks.EarlyStopping,monitor:val/loss}",
+        )
 
 
 @pytest.mark.parametrize("clipping", ["per_sample", "ghost"])
@@ -247,9 +266,7 @@ def test_a_logical_batch_split_into_physical_batches_is_one_accounted_step(smoke
     assert max(sizes) <= 32 and len(sizes) > len(detector.privacy.private.data_loader)
     assert not hasattr(loader, "__len__")  # Lightning must run each epoch to the loader's end, not to a count
 
-    result = train(
-        smoke_config(tmp_path, *DP, *overrides, "trainer.max_epochs=2", "callbacks.early_stopping.patience=10")
-    )
+    result = train(smoke_config(tmp_path, *DP, *overrides, "trainer.max_epochs=2"))
     spent = result.privacy
     assert spent["steps"] == spent["planned_steps"] == 2 * round(1 / spent["sample_rate"])
     assert_epsilon_is_the_accountants(spent)

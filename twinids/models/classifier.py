@@ -117,6 +117,10 @@ class ClassifierModule(DetectorModule):
         """Batch means of each per-window term, `total` among them."""
         return {name: values.mean() for name, values in self.criterion.terms(output, targets).items()}
 
+    def window_losses(self, windows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Each window's weighted total loss (cross-entropy plus auxiliary terms), as training minimised it."""
+        return self.criterion.terms(self.net(windows), targets)["total"]
+
     def scores(self, output: Any) -> WindowScores:
         """Softmax probabilities; score 1 − P(normal); the most probable class."""
         logits, _ = split_output(output)

@@ -86,6 +86,10 @@ class DetectorModule(pl.LightningModule):
         """Attack score and predicted class per window from a net output."""
         raise NotImplementedError
 
+    def window_losses(self, windows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Each window's training loss `(batch,)`: what a membership-inference attacker thresholds."""
+        raise NotImplementedError
+
     # -- shared machinery -------------------------------------------------------------------------------
     def forward(self, windows: torch.Tensor) -> Any:
         """The net's output for a batch of windows."""

@@ -40,3 +40,40 @@ def download_checkpoint(run_id: str, destination: Path, tracking_uri: str | None
     if not checkpoints:
         raise TwinIDSError(f"run '{run_id}' logged no checkpoint; only training runs can be evaluated")
     return checkpoints[0]
+
+
+def add_to_finished_run(
+    run_id: str, metrics: dict[str, float], params: dict[str, str], tracking_uri: str | None = None
+) -> None:
+    """Add metrics (step 0) and params to an existing run in one batch, leaving its status as it is (an audit of
+    a training run adds what it found to that run, not a run of its own).
+
+    Raises:
+        TwinIDSError: if the store cannot be written, or a param already holds another value (MLflow params
+            never change: the run was audited with other settings before).
+    """
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric, Param
+    from mlflow.exceptions import MlflowException
+
+    uri = check_store(tracking_uri, writable=True)
+    client = mlflow.tracking.MlflowClient(uri)
+    logged = client.get_run(run_id).data.params
+    changed = sorted(key for key, value in params.items() if key in logged and logged[key] != str(value))
+    if changed:
+        key = changed[0]
+        raise TwinIDSError(
+            f"run '{run_id}' already records {key}={logged[key]} (now {params[key]}): MLflow params never change; "
+            "audit a fresh training run to record other settings"
+        )
+    now = int(time.time() * 1000)
+    try:
+        client.log_batch(
+            run_id,
+            metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+            params=[Param(key, str(value)) for key, value in params.items() if key not in logged],
+        )
+    except MlflowException as error:
+        raise TwinIDSError(f"cannot add results to run '{run_id}' in {uri}: {str(error).splitlines()[0]}") from None

@@ -99,6 +99,24 @@ class Detector(Protocol):
         ...
 
 
+class Auditable(Protocol):
+    """A detector whose per-window loss an attacker can read: `twinids audit` runs membership inference on it."""
+
+    def window_losses(self, data: WindowedData, split: str, indices: np.ndarray) -> np.ndarray:
+        """The loaded weights' training loss on windows `indices` of `split`, one value per window."""
+        ...
+
+
+def require_auditable(detector: Detector, name: str) -> Auditable:
+    """The detector, if it offers per-window losses; else one error line saying why it cannot be audited."""
+    if not callable(getattr(detector, "window_losses", None)):
+        raise TwinIDSError(
+            f"model '{name}' offers no per-window loss (Auditable.window_losses), which a membership-inference "
+            "attack reads; twinids audit cannot attack it"
+        )
+    return detector  # type: ignore[return-value]
+
+
 DETECTOR_MEMBERS = ("fit", "load", "test", "privacy_summary", "artifacts")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
@@ -39,6 +40,7 @@ class LightningDetector:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise TwinIDSError(f"data.{key} must be an integer >= 1; got {value!r}")
         check_trainer_settings(cfg.trainer)
+        self.select = _checkpoint_selection(cfg.callbacks)
         self.transfer_source: dict[str, Any] | None = None
         if cfg.transfer.name != "none":
             from twinids.training.transfer import transferred_net
@@ -82,12 +84,14 @@ class LightningDetector:
         return privacy
 
     def fit(self, data: WindowedData, job: JobContext, resume_from: Path | None = None) -> Path:
-        """Train with early stopping and best-checkpoint selection on validation macro-F1; return the best."""
+        """Train; return the checkpoint to test: the best on the validation monitor, or the last epoch's
+        (`callbacks.select`)."""
         from hydra.utils import instantiate
 
         checkpointing = instantiate(self.cfg.callbacks.model_checkpoint, dirpath=job.run_dir / "checkpoints")
-        callbacks = [instantiate(self.cfg.callbacks.early_stopping), checkpointing, ModelCardCallback(job.card)]
-        callbacks += job.callbacks
+        callbacks = [checkpointing, ModelCardCallback(job.card), *job.callbacks]
+        if self.cfg.callbacks.early_stopping is not None:
+            callbacks.insert(0, instantiate(self.cfg.callbacks.early_stopping))
         trainer = self._trainer(job, callbacks)
         try:
             trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=resume_from, weights_only=True)
@@ -106,15 +110,16 @@ class LightningDetector:
                 "check trainer.max_epochs and trainer.limit_val_batches"
             )
         best = Path(checkpointing.best_model_path)
+        last = Path(checkpointing.last_model_path or best)
         if self.privacy is not None:
-            # The best checkpoint may come from an early epoch, but the privacy spent is that of every step
-            # taken until training stopped: the card of each checkpoint says so.
+            # A checkpoint may come from an early epoch, but the privacy spent is that of every step taken until
+            # training stopped: the card of each checkpoint says so.
             job.card.privacy = self.privacy.summary()
-            for path in {best, Path(checkpointing.last_model_path or best)}:
+            for path in {best, last}:
                 checkpoint = load_torch_checkpoint(path)
                 checkpoint[CARD_KEY] = job.card.to_dict()
                 save_torch_checkpoint(checkpoint, path)
-        return best
+        return last if self.select == "last" else best
 
     def load(self, checkpoint: Path) -> None:
         """Load the weights of a checkpoint into the module (plain-data load: nothing in it can run code)."""
@@ -134,6 +139,22 @@ class LightningDetector:
         metrics = {name: float(value) for name, value in results[0].items()}
         return TestReport(metrics, self.module.test_metrics.confusion().numpy())
 
+    def window_losses(self, data: WindowedData, split: str, indices: np.ndarray) -> np.ndarray:
+        """The loaded weights' training loss on the chosen windows of a split (eval mode: no dropout)."""
+        from twinids.data.datamodule import WindowDataset
+
+        chosen = WindowDataset(
+            torch.from_numpy(data.rows), data.starts[split][indices], data.targets[split][indices], data.window
+        )
+        batch = int(self.cfg.data.eval_batch_size)
+        self.module.eval()
+        losses = []
+        with torch.no_grad():
+            for first in range(0, len(chosen), batch):
+                windows, targets, _, _ = chosen.__getitems__(list(range(first, min(first + batch, len(chosen)))))
+                losses.append(self.module.window_losses(windows, targets))
+        return torch.cat(losses).numpy() if losses else np.zeros(0, dtype=np.float32)
+
     def privacy_summary(self) -> dict[str, Any] | None:
         """ε and the DP-SGD settings spent by the training run (None without privacy)."""
         return None if self.privacy is None else self.privacy.summary()
@@ -150,6 +171,24 @@ class LightningDetector:
         return build(
             self.cfg.trainer, "trainer", logger=job.run.logger, callbacks=callbacks, default_root_dir=str(job.run_dir)
         )
+
+
+CHECKPOINT_SELECTIONS = ("best", "last")
+
+
+def _checkpoint_selection(callbacks_cfg: Any) -> str:
+    """`callbacks.select`, checked: `last` chooses nothing on validation data, so early stopping must be off."""
+    select = callbacks_cfg.get("select")
+    if select not in CHECKPOINT_SELECTIONS:
+        raise TwinIDSError(f"callbacks.select must be one of {list(CHECKPOINT_SELECTIONS)}; got {select!r}")
+    if select == "last" and callbacks_cfg.get("early_stopping") is not None:
+        raise TwinIDSError(
+            "callbacks.select=last tests the last planned epoch, but callbacks.early_stopping would end training "
+            "on a validation metric; set callbacks.early_stopping=null, or callbacks.select=best"
+        )
+    if not callbacks_cfg.model_checkpoint.get("save_last") and select == "last":
+        raise TwinIDSError("callbacks.select=last needs callbacks.model_checkpoint.save_last=true")
+    return str(select)
 
 
 def _check_single_optimizer(module: Any) -> None:

@@ -60,6 +60,15 @@ class SklearnDetector:
         job.run.log_metrics(metrics, step=0)
         return TestReport(metrics, confusion)
 
+    def window_losses(self, data: WindowedData, split: str, indices: np.ndarray) -> np.ndarray:
+        """Cross-entropy of each chosen window's true class under the fitted estimator's probabilities."""
+        windows = data.windows(split)[indices]
+        probabilities = np.zeros((len(windows), len(self.class_names)))
+        if len(windows):
+            probabilities[:, self.estimator.classes_] = self.estimator.predict_proba(windows.reshape(len(windows), -1))
+        true = probabilities[np.arange(len(windows)), data.targets[split][indices]]
+        return -np.log(np.clip(true, 1e-12, 1.0))
+
     def privacy_summary(self) -> dict[str, Any] | None:
         """Classical models are never trained privately."""
         return None

@@ -88,6 +88,10 @@ class OneClassModule(DetectorModule):
         """Batch mean of the per-window loss (`targets` are the windows themselves)."""
         return {"total": self.criterion.per_window(output, targets).mean()}
 
+    def window_losses(self, windows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Each window's loss against itself (labels play no part, as in training)."""
+        return self.criterion.per_window(self.net(windows), windows)
+
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> Any:
         windows = batch[0]
         # Labels never reach training: the target of a one-class net is its own window.
