@@ -54,8 +54,12 @@ def test_privacy_dp_applies_the_models_dp_recipe_and_an_override_still_wins():
     from twinids.config import compose
 
     private = compose(["privacy=dp", "privacy.target_epsilon=3"])
-    assert private.recipe == "dp_lstm" and private.data.batch_size == 512
-    assert private.model.module.optimizer.lr == 0.01
+    assert private.recipe == "dp_lstm" and private.data.batch_size == 1024
+    assert (private.model.module.optimizer.lr, private.trainer.max_epochs) == (0.02, 30)
+    hybrid = compose(["privacy=dp", "privacy.target_epsilon=3", "model=lstm_sae_mha"])
+    assert (hybrid.recipe, hybrid.data.batch_size, hybrid.model.module.optimizer.lr) == ("dp_lstm_sae_mha", 2048, 0.05)
+    assert hybrid.model.module.loss_weights == {"reconstruction": 0.1, "sparsity": 0.01}  # the hybrid's own terms
+    assert compose(["privacy=dp", "privacy.target_epsilon=3", "experiment=smoke"]).trainer.max_epochs == 2
     assert compose(["privacy=dp", "privacy.target_epsilon=3", "data.batch_size=64"]).data.batch_size == 64
     plain = compose([])
     assert plain.recipe is None and plain.data.batch_size == 256

@@ -141,7 +141,7 @@ def test_epsilon_is_logged_each_epoch_and_the_final_value_is_the_accountants_for
 
 def test_dp_runs_every_planned_epoch_and_tests_the_last_so_no_validation_data_chooses(smoke_config, tmp_path):
     cfg = smoke_config(tmp_path, *DP, "privacy.target_epsilon=3", "trainer.max_epochs=3")
-    assert (cfg.callbacks.select, cfg.callbacks.early_stopping) == ("last", None)
+    assert (cfg.callbacks.select, cfg.callbacks.early_stopping.patience) == ("last", 3)
     result = train(cfg)
     assert result.checkpoint.name == "last.ckpt"
     assert result.privacy["steps"] == result.privacy["planned_steps"]
@@ -149,14 +149,14 @@ def test_dp_runs_every_planned_epoch_and_tests_the_last_so_no_validation_data_ch
 
 
 def test_early_stopping_brought_back_under_dp_spends_less_than_planned_and_reports_it(smoke_config, tmp_path):
-    stop_at_once = "{_target_:pytorch_lightning.callbacks.EarlyStopping,monitor:val/f1_macro,patience:0,min_delta:1.0}"
     cfg = smoke_config(
         tmp_path,
         *DP,
         "privacy.target_epsilon=3",
         "trainer.max_epochs=6",
         "callbacks.select=best",
-        f"callbacks.early_stopping={stop_at_once}",
+        "callbacks.early_stopping.patience=0",
+        "callbacks.early_stopping.min_delta=1.0",
     )
     spent = train(cfg).privacy
     assert spent["steps"] < spent["planned_steps"]
@@ -164,15 +164,16 @@ def test_early_stopping_brought_back_under_dp_spends_less_than_planned_and_repor
     assert_epsilon_is_the_accountants(spent)
 
 
-def test_testing_the_last_epoch_while_early_stopping_is_on_is_refused(smoke_config, tmp_path):
-    with pytest.raises(TwinIDSError, match=r"callbacks\.select=last tests the last planned epoch"):
+def test_testing_the_last_epoch_while_early_stopping_could_fire_is_refused(smoke_config, tmp_path):
+    with pytest.raises(TwinIDSError, match=r"early stopping with patience 2 could end training .* before epoch 6"):
         dp_detector(
             smoke_config,
             tmp_path,
             "privacy.noise_multiplier=1",
-            "callbacks.select=last",
-            "callbacks.early_stopping={_target_:pytorch_lightning.callbacks.EarlyStopping,monitor:val/loss}",
+            "trainer.max_epochs=6",
+            "callbacks.early_stopping.patience=2",
         )
+    dp_detector(smoke_config, tmp_path, "privacy.noise_multiplier=1", "callbacks.early_stopping.patience=100")
 
 
 @pytest.mark.parametrize("clipping", ["per_sample", "ghost"])

@@ -40,7 +40,7 @@ class LightningDetector:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise TwinIDSError(f"data.{key} must be an integer >= 1; got {value!r}")
         check_trainer_settings(cfg.trainer)
-        self.select = _checkpoint_selection(cfg.callbacks)
+        self.select = _checkpoint_selection(cfg.callbacks, cfg.trainer)
         self.transfer_source: dict[str, Any] | None = None
         if cfg.transfer.name != "none":
             from twinids.training.transfer import transferred_net
@@ -90,7 +90,7 @@ class LightningDetector:
 
         checkpointing = instantiate(self.cfg.callbacks.model_checkpoint, dirpath=job.run_dir / "checkpoints")
         callbacks = [checkpointing, ModelCardCallback(job.card), *job.callbacks]
-        if self.cfg.callbacks.early_stopping is not None:
+        if self.select == "best" and self.cfg.callbacks.early_stopping is not None:
             callbacks.insert(0, instantiate(self.cfg.callbacks.early_stopping))
         trainer = self._trainer(job, callbacks)
         try:
@@ -176,18 +176,22 @@ class LightningDetector:
 CHECKPOINT_SELECTIONS = ("best", "last")
 
 
-def _checkpoint_selection(callbacks_cfg: Any) -> str:
-    """`callbacks.select`, checked: `last` chooses nothing on validation data, so early stopping must be off."""
+def _checkpoint_selection(callbacks_cfg: Any, trainer_cfg: Any) -> str:
+    """`callbacks.select`, checked: `last` lets no validation metric choose, so early stopping must never fire."""
     select = callbacks_cfg.get("select")
     if select not in CHECKPOINT_SELECTIONS:
         raise TwinIDSError(f"callbacks.select must be one of {list(CHECKPOINT_SELECTIONS)}; got {select!r}")
-    if select == "last" and callbacks_cfg.get("early_stopping") is not None:
-        raise TwinIDSError(
-            "callbacks.select=last tests the last planned epoch, but callbacks.early_stopping would end training "
-            "on a validation metric; set callbacks.early_stopping=null, or callbacks.select=best"
-        )
-    if not callbacks_cfg.model_checkpoint.get("save_last") and select == "last":
-        raise TwinIDSError("callbacks.select=last needs callbacks.model_checkpoint.save_last=true")
+    stopping = callbacks_cfg.get("early_stopping")
+    if select == "last":
+        patience, epochs = (None if stopping is None else stopping.get("patience")), trainer_cfg.get("max_epochs")
+        if patience is not None and isinstance(epochs, int) and patience < epochs:
+            raise TwinIDSError(
+                f"callbacks.select=last tests the last planned epoch, but early stopping with patience {patience} "
+                f"could end training on a validation metric before epoch {epochs}; set callbacks.select=best to "
+                "choose on validation data (under privacy=dp that data is outside what ε covers)"
+            )
+        if not callbacks_cfg.model_checkpoint.get("save_last"):
+            raise TwinIDSError("callbacks.select=last needs callbacks.model_checkpoint.save_last=true")
     return str(select)
 
 
