@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twinids.data.halves import readings_read
 from twinids.data.prepare import WindowedData
 from twinids.errors import TwinIDSError
 
@@ -84,23 +85,14 @@ def membership_sample(
 
 def _check_no_shared_readings(data: WindowedData, non_member_splits: Sequence[str]) -> None:
     """Refuse data whose held-out windows share a reading with a training window (they would be members)."""
-    member_rows = _rows_read(data, MEMBER_SPLIT)
+    member_readings = readings_read(data, MEMBER_SPLIT)
     for split in non_member_splits:
-        shared = np.intersect1d(member_rows, _rows_read(data, split))
-        if len(shared):
+        shared = int((member_readings & readings_read(data, split)).sum())
+        if shared:
             raise TwinIDSError(
-                f"{len(shared)} readings are in both training and '{split}' windows: its windows are not "
+                f"{shared} readings are in both training and '{split}' windows: its windows are not "
                 "non-members; audit data whose splits are cut between windows"
             )
-
-
-def _rows_read(data: WindowedData, split: str) -> np.ndarray:
-    """Every reading (row index) some window of the split reads."""
-    starts = np.unique(data.starts[split])
-    covered = np.zeros(len(data.rows) + data.window + 1, dtype=np.int64)
-    np.add.at(covered, starts, 1)
-    np.add.at(covered, starts + data.window, -1)
-    return np.flatnonzero(np.cumsum(covered)[: len(data.rows)] > 0)
 
 
 def attack_metrics(member_scores: np.ndarray, non_member_scores: np.ndarray) -> dict[str, float]:
@@ -115,8 +107,44 @@ def attack_metrics(member_scores: np.ndarray, non_member_scores: np.ndarray) -> 
     scores = np.concatenate([member_scores, non_member_scores]).astype(np.float64)
     fpr, tpr, _ = roc_curve(truth, scores)
     return {
-        "audit/mia_auc": float(roc_auc_score(truth, scores)),
-        "audit/mia_tpr_at_1pct_fpr": float(tpr[fpr <= 0.01].max()),
-        "audit/mia_tpr_at_0.1pct_fpr": float(tpr[fpr <= 0.001].max()),
-        "audit/mia_advantage": float((tpr - fpr).max()),
+        "mia_auc": float(roc_auc_score(truth, scores)),
+        "mia_tpr_at_1pct_fpr": float(tpr[fpr <= 0.01].max()),
+        "mia_tpr_at_0.1pct_fpr": float(tpr[fpr <= 0.001].max()),
+        "mia_advantage": float((tpr - fpr).max()),
     }
+
+
+def logit_confidence(losses: np.ndarray) -> np.ndarray:
+    """log(p / (1 − p)) for p = exp(−loss): for a classifier p is the probability of the true class, and this
+    scale makes a window's confidences across models close to Gaussian (Carlini et al. 2022, LiRA)."""
+    loss = np.clip(np.asarray(losses, dtype=np.float64), 1e-12, None)
+    return -loss - np.log(-np.expm1(-loss))
+
+
+def lira_offline_scores(
+    target: np.ndarray, shadows: np.ndarray, out: np.ndarray, min_out: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Offline likelihood-ratio scores (LiRA, Carlini et al. 2022, with one variance for all windows, which holds
+    up with few shadows): how far the target's confidence on a window lies above what shadow models that never
+    read it give that window, in shadow standard deviations.
+
+    Args:
+        target: the target's logit confidence per window, `(windows,)`.
+        shadows: each shadow's logit confidence per window, `(shadows, windows)`.
+        out: `(shadows, windows)`, True where the shadow read no reading of the window.
+        min_out: windows with fewer "out" shadows get no score.
+
+    Returns:
+        `(scores, scored)`: a score per window (higher = likelier a member) and the mask of windows scored.
+
+    Raises:
+        TwinIDSError: when too few windows have "out" shadows to estimate the spread.
+    """
+    n_out = out.sum(axis=0)
+    scored = n_out >= min_out
+    mean_out = np.where(out, shadows, 0.0).sum(axis=0) / np.maximum(n_out, 1)
+    residuals = (shadows - mean_out)[out & scored[None, :]]
+    if residuals.size < 2 or scored.sum() < 2:
+        raise TwinIDSError("too few windows were left out of any shadow model's training; train more shadows")
+    spread = float(np.sqrt((residuals**2).sum() / max(residuals.size - scored.sum(), 1)))
+    return (target - mean_out) / max(spread, 1e-12), scored

@@ -9,9 +9,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from twinids.config import build, config_dir, group_options
 from twinids.data.frame import SOURCE_FILES, validate_frame
+from twinids.data.halves import training_half
 from twinids.data.prepare import WindowedData, WindowSettings, check_evaluable, has_split_column, prepare_windows
 from twinids.data.sources.tabular import recording_files_read
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, require_integer
 
 WINDOW_DEFAULTS = "data/common/windows.yaml"  # the windowing defaults every data option starts from
 
@@ -47,6 +48,12 @@ def build_windows(data_cfg: DictConfig, evaluated_splits: tuple[str, ...] = ("va
     frame = load_frame(data_cfg)
     settings = WindowSettings.from_config(data_cfg)
     data = dataclasses.replace(prepare_windows(frame, settings), source_files=tuple(frame.attrs[SOURCE_FILES]))
+    half = data_cfg.get("train_half")
+    if half is not None:
+        block = data_cfg.get("train_half_block")
+        require_integer(half, "data.train_half", 0)
+        require_integer(block, "data.train_half_block", 1)
+        data = training_half(data, int(half), int(block))
     if not data_cfg.allow_undefined_metrics:
         check_evaluable(data, settings.split_method, has_split_column(frame), evaluated_splits)
     return data
