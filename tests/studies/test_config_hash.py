@@ -53,6 +53,13 @@ def test_settings_that_change_a_result_change_the_hash():
     assert config_hash(compose(["trainer.max_epochs=3"])) != base
 
 
+def test_a_key_set_to_null_hashes_as_if_it_were_not_there_so_new_off_settings_keep_old_hashes():
+    old = OmegaConf.create({"data": {"window": 20}, "seed": 1})
+    with_new_key_off = OmegaConf.create({"data": {"window": 20, "train_half": None}, "seed": 1})
+    assert config_hash(with_new_key_off) == config_hash(old)
+    assert config_hash(OmegaConf.create({"data": {"window": 20, "train_half": 0}, "seed": 1})) != config_hash(old)
+
+
 def test_whole_numbers_hash_alike_as_int_or_float():
     assert config_hash(OmegaConf.create({"epsilon": 1})) == config_hash(OmegaConf.create({"epsilon": 1.0}))
     assert config_hash(OmegaConf.create({"epsilon": 1.5})) != config_hash(OmegaConf.create({"epsilon": 1}))

@@ -21,9 +21,10 @@ sweeps:
      privacy.target_epsilon=3]
   - [experiment=smoke, data.source.n_steps=900, model.module.net.hidden_size=8, "seed=1,3"]
 rows: [model.name, privacy.name, privacy.target_epsilon]
-metrics: [test/f1_macro, test/accuracy]
+metrics: [test/f1_macro, test/accuracy, audit/loss_threshold/mia_auc]
 figure: {metric: test/f1_macro, x: privacy.target_epsilon}
 mix_data: true
+audits: [[windows_per_side=100]]   # twinids audit RUN_ID windows_per_side=100 on each run
 quick:
   sweeps: [[experiment=smoke, data.source.n_steps=900, model.module.net.hidden_size=8, seed=1]]
 """
@@ -75,6 +76,9 @@ def test_a_table_runs_its_jobs_then_writes_md_csv_tex_and_figure_with_the_runs_b
         assert client.get_run(run_id).data.params["privacy/name"] == "none"
     f1 = [client.get_run(r).data.metrics["test/f1_macro"] for r in table["run_ids"][1].split()]
     assert table["test/f1_macro mean"][1] == pytest.approx(sum(f1) / 2)
+    for run_id in finished:  # every run was audited, and the table holds the figures
+        assert client.get_run(run_id).data.params["audit.loss_threshold.windows_per_side"] == "100"
+    assert table["audit/loss_threshold/mia_auc mean"].between(0, 1).all()
 
     markdown = (tmp_path / "results" / "tiny.md").read_text()
     assert markdown.startswith("# Tiny: macro-F1 against ε") and "## Provenance" in markdown
@@ -91,7 +95,7 @@ def test_a_table_runs_its_jobs_then_writes_md_csv_tex_and_figure_with_the_runs_b
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("sweeps: [[model=lstm]]\ncolumns: [x]\n", r"odd\.yaml: unknown key 'columns'; known keys: caption"),
+        ("sweeps: [[model=lstm]]\ncolumns: [x]\n", r"odd\.yaml: unknown key 'columns'; known keys: audits, caption"),
         ("- a\n", "a mapping"),
     ],
 )

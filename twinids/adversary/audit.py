@@ -156,7 +156,7 @@ def _lira(
     from omegaconf import OmegaConf
 
     from twinids.adversary.membership import lira_offline_scores, logit_confidence
-    from twinids.data.halves import readings_read, training_half, windows_touching
+    from twinids.data.halves import readings_read, training_half, training_half_block, windows_touching
 
     def data_but_the_half(data_cfg: Any) -> dict:
         settings = OmegaConf.to_container(data_cfg, resolve=True)
@@ -174,7 +174,8 @@ def _lira(
                 "(data.train_half) of the same data"
             )
         shadow_losses.append(_losses(shadow_cfg, data, checkpoint, candidates))
-        read = readings_read(training_half(data, int(half), int(shadow_cfg.data.train_half_block)), "train")
+        block = training_half_block(shadow_cfg.data.get("train_half_block"), data.window)
+        read = readings_read(training_half(data, int(half), block), "train")
         out.append(np.concatenate([~windows_touching(data, split, ids, read) for split, ids in candidates]))
     return lira_offline_scores(
         logit_confidence(target_losses), logit_confidence(np.stack(shadow_losses)), np.stack(out)

@@ -17,6 +17,14 @@ from twinids.errors import TwinIDSError
 TRAIN = "train"
 
 
+BLOCK_WINDOWS = 10  # a block is this many windows long unless data.train_half_block says otherwise
+
+
+def training_half_block(block: int | None, window: int) -> int:
+    """Readings per block: `data.train_half_block`, or BLOCK_WINDOWS windows when it is null."""
+    return BLOCK_WINDOWS * window if block is None else block
+
+
 def training_half(data: WindowedData, seed: int, block: int) -> WindowedData:
     """`data` with its training split cut to the windows inside a random half of the blocks of `block` readings
     (`seed` picks the half); validation and test windows are untouched.

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from twinids.config import build, config_dir, group_options
 from twinids.data.frame import SOURCE_FILES, validate_frame
-from twinids.data.halves import training_half
+from twinids.data.halves import training_half, training_half_block
 from twinids.data.prepare import WindowedData, WindowSettings, check_evaluable, has_split_column, prepare_windows
 from twinids.data.sources.tabular import recording_files_read
 from twinids.errors import TwinIDSError, require_integer
@@ -50,10 +50,9 @@ def build_windows(data_cfg: DictConfig, evaluated_splits: tuple[str, ...] = ("va
     data = dataclasses.replace(prepare_windows(frame, settings), source_files=tuple(frame.attrs[SOURCE_FILES]))
     half = data_cfg.get("train_half")
     if half is not None:
-        block = data_cfg.get("train_half_block")
         require_integer(half, "data.train_half", 0)
-        require_integer(block, "data.train_half_block", 1)
-        data = training_half(data, int(half), int(block))
+        block = require_integer(data_cfg.get("train_half_block"), "data.train_half_block", 1, optional=True)
+        data = training_half(data, int(half), training_half_block(block, data.window))
     if not data_cfg.allow_undefined_metrics:
         check_evaluable(data, settings.split_method, has_split_column(frame), evaluated_splits)
     return data

@@ -73,6 +73,8 @@ def reproduce_table(
     if not run_ids:
         raise TwinIDSError(f"table '{spec.name}': no job finished, so there is nothing to tabulate")
     uri, experiment = _store_of(summaries[0])
+    for audit_overrides in spec.audits:
+        audit_missing(run_ids, audit_overrides, uri, settings.parallel_jobs)
     selection = RunSelection(experiment, filter="attributes.run_id IN (" + ", ".join(f"'{r}'" for r in run_ids) + ")")
     runs = load_runs(selection, uri)
     comparison = compare_runs(runs, spec.rows, spec.metrics, spec.mix_data)
@@ -81,6 +83,20 @@ def reproduce_table(
     report = TableReport(spec, comparison, runs, parents, uri, settings.command, list(settings.overrides), data_root)
     written = write_report(report, out_dir)
     return ReproduceResult(summaries, written)
+
+
+def audit_missing(run_ids: Sequence[str], overrides: Sequence[str], tracking_uri: str, parallel_jobs: int) -> None:
+    """Run the audit `overrides` ask for on every run that lacks its figures (as sweeps reuse finished runs)."""
+    import mlflow
+
+    from twinids.adversary.audit import read_audit_settings
+    from twinids.launch.shadows import audit
+
+    attack = read_audit_settings(overrides).attack
+    client = mlflow.tracking.MlflowClient(tracking_uri)
+    for run_id in run_ids:
+        if f"audit/{attack}/mia_auc" not in client.get_run(run_id).data.metrics:
+            audit(run_id, overrides, tracking_uri, parallel_jobs)
 
 
 def _store_of(summary: SweepSummary) -> tuple[str, str]:

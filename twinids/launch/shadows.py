@@ -31,15 +31,22 @@ def audit(
     from twinids.tracking.queries import download_checkpoint
     from twinids.tracking.run import temporary_directory
     from twinids.training.checkpoint_io import read_card
-    from twinids.training.evaluate import config_drift
+    from twinids.training.evaluate import config_drift, flat_keys
+    from twinids.training.job import quiet_tracking
 
+    quiet_tracking()
     settings = read_audit_settings(overrides)
     if settings.attack != "lira":
         return audit_membership(run_id, overrides, tracking_uri)
     with temporary_directory() as scratch:
         card = read_card(download_checkpoint(run_id, Path(scratch), tracking_uri))
     trained_with = card.overrides
-    drift = [key for key in config_drift(card.config, compose(trained_with), []) if key.split(".")[0] not in UNTRAINED]
+    trained_keys = set(flat_keys(card.config))  # keys configs/ gained since (inert by default) are not drift
+    drift = [
+        key
+        for key in config_drift(card.config, compose(trained_with), [])
+        if key.split(".")[0] not in UNTRAINED and key in trained_keys
+    ]
     if drift:
         raise TwinIDSError(
             f"run '{run_id}' cannot be trained again from its overrides ({' '.join(trained_with) or 'none'}): "

@@ -16,14 +16,14 @@ quick:                        # a variant that runs in minutes: replaces sweeps 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from twinids.errors import TwinIDSError
 
 TABLES_DIR = "experiments"
-KNOWN_KEYS = {"caption", "sweeps", "rows", "metrics", "figure", "mix_data", "quick"}
+KNOWN_KEYS = {"caption", "sweeps", "rows", "metrics", "figure", "mix_data", "quick", "audits"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class TableSpec:
     figure: dict[str, str] | None
     quick: bool
     mix_data: bool = False
+    audits: list[list[str]] = field(default_factory=list)  # `twinids audit` overrides run on every run of the table
 
     @property
     def stem(self) -> str:
@@ -98,6 +99,7 @@ def load_table(name: str, quick: bool = False, folder: Path | None = None) -> Ta
         figure=None if figure is None else {"metric": str(figure["metric"]), "x": str(figure.get("x", _X))},
         quick=quick,
         mix_data=bool(variant.get("mix_data", False)),
+        audits=_audits(path, variant.get("audits", [])),
     )
 
 
@@ -108,6 +110,12 @@ def _sweeps(path: Path, value: Any) -> list[list[str]]:
     if not isinstance(value, list) or not value or not all(isinstance(sweep, list) and sweep for sweep in value):
         raise TwinIDSError(f"{path}: sweeps must be a list of override lists, e.g. [[model=lstm,random_forest]]")
     return [[str(item) for item in sweep] for sweep in value]
+
+
+def _audits(path: Path, value: Any) -> list[list[str]]:
+    if not isinstance(value, list) or not all(isinstance(audit, list) for audit in value):
+        raise TwinIDSError(f"{path}: audits must be a list of `twinids audit` override lists, e.g. [[attack=lira]]")
+    return [[str(item) for item in audit] for audit in value]
 
 
 def _strings(path: Path, key: str, value: Any) -> list[str]:

@@ -39,12 +39,14 @@ WHOLE_NUMBER = re.compile(r"-?\d+\.0+")
 
 
 def config_hash(cfg: DictConfig, ignored: Sequence[str] = RESULT_NEUTRAL_KEYS) -> str:
-    """16 hex digits of SHA-256 over the resolved config without the `ignored` keys.
+    """16 hex digits of SHA-256 over the resolved config without the `ignored` keys and without unset (null) keys.
 
     Stable across processes, key order and the spelling of whole numbers (`1` and `1.0` hash alike), so the
-    same job composed twice, from a differently ordered command line or on another machine, hashes the same.
+    same job composed twice, from a differently ordered command line or on another machine, hashes the same. A
+    key set to null hashes as if it were not there, so a setting added to configs/ later, off by default, leaves
+    the hashes of earlier jobs (and a sweep's reuse of their runs) as they were.
     """
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = _without_nulls(OmegaConf.to_container(cfg, resolve=True))
     for key in ignored:
         _drop(container, key.split("."))
     return hashlib.sha256(canonical_json(_normalise_numbers(container)).encode()).hexdigest()[:16]
@@ -134,6 +136,13 @@ def _drop(node: Any, path: list[str]) -> None:
         _drop(node[head], rest)
     else:
         del node[head]
+
+
+def _without_nulls(node: Any) -> Any:
+    """Nested dicts without their null values, recursively (lists are kept as they are)."""
+    if isinstance(node, dict):
+        return {key: _without_nulls(value) for key, value in node.items() if value is not None}
+    return node
 
 
 def _normalise_numbers(node: Any) -> Any:

@@ -115,6 +115,11 @@ def config_drift(trained: dict[str, Any], cfg: DictConfig, overrides: Sequence[s
     return sorted(k for k in changed if not any(k == t or k.startswith(t + ".") for t in touched))
 
 
+def flat_keys(tree: Any) -> list[str]:
+    """The dotted keys of a nested config, e.g. `data.window`."""
+    return list(_flatten(tree))
+
+
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(tree, dict):
         return {k: v for key, child in tree.items() for k, v in _flatten(child, f"{prefix}{key}.").items()}
