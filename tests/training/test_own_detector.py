@@ -62,6 +62,9 @@ def test_an_own_net_trains_and_evaluates_to_the_same_test_metrics(researcher, tr
     trained, evaluated = tracked_run(workdir, trained_conv), tracked_run(workdir, run_id_of(result.stdout))
     assert trained.data.params["model/module/net/_target_"] == "my_pkg.ConvDetector"
     assert evaluated.data.metrics["test/f1_macro"] == trained.data.metrics["test/f1_macro"]
+    audited = cli("audit", trained_conv, "windows_per_side=200")  # its module is a ClassifierModule: it has losses
+    assert audited.returncode == 0, audited.stderr
+    assert "audit/loss_threshold/mia_auc" in tracked_run(workdir, trained_conv).data.metrics
 
 
 @pytest.mark.slow
@@ -107,6 +110,12 @@ def test_an_own_detector_class_trains_and_evaluates_and_refuses_dp(researcher):
     assert "test/f1_macro" in tracked_run(workdir, run_id).data.metrics
     evaluated = cli("eval", run_id)
     assert evaluated.returncode == 0, evaluated.stderr
+    not_auditable = cli("audit", run_id)
+    assert not_auditable.returncode != 0
+    assert not_auditable.stderr.strip().splitlines() == [
+        "error: model 'my_distance' offers no per-window loss (Auditable.window_losses), which a membership-inference "
+        "attack reads; twinids audit cannot attack it"
+    ]
     refused = cli("train", "model=my_distance", "task=score", "privacy=dp", *SMALL)
     assert refused.returncode != 0
     assert refused.stderr.strip().splitlines() == [

@@ -152,7 +152,13 @@ class LightningDetector:
         with torch.no_grad():
             for first in range(0, len(chosen), batch):
                 windows, targets, _, _ = chosen.__getitems__(list(range(first, min(first + batch, len(chosen)))))
-                losses.append(self.module.window_losses(windows, targets))
+                try:
+                    losses.append(self.module.window_losses(windows, targets))
+                except NotImplementedError:
+                    raise TwinIDSError(
+                        f"{type(self.module).__name__} defines no window_losses (DetectorModule.window_losses), "
+                        "which a membership-inference attack reads; twinids audit cannot attack it"
+                    ) from None
         return torch.cat(losses).numpy() if losses else np.zeros(0, dtype=np.float32)
 
     def privacy_summary(self) -> dict[str, Any] | None:
