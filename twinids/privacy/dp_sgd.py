@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from twinids.errors import TwinIDSError
+from twinids.privacy.canaries import WhiteBoxCanaries
 from twinids.privacy.engine import PrivateTraining, make_private
 from twinids.privacy.lstm import to_private_lstm
 from twinids.privacy.settings import DPSettings
@@ -68,6 +69,7 @@ class DPSGD:
         self.sampler_generator = None if settings.secure_mode else torch.Generator().manual_seed(seed)
         self.private: PrivateTraining | None = None
         self._pending_state: dict[str, Any] | None = None
+        self.canaries: WhiteBoxCanaries | None = None
 
     def _calibrate(self, target_epsilon: float | None) -> float:
         """σ that spends `target_epsilon` (within Opacus's tolerance, never above) over the planned steps."""
@@ -124,7 +126,20 @@ class DPSGD:
         if self._pending_state is not None:
             self.private.engine.accountant.load_state_dict(self._pending_state["accountant"])
             self._pending_state = None
+        if self.settings.audit_canaries:
+            self.canaries = WhiteBoxCanaries(
+                list(self.private.optimizer.params),
+                self.settings.audit_canaries,
+                self.settings.max_grad_norm,
+                self.sample_rate,
+                self.settings.audit_seed,
+            )
+            self.canaries.attach(self.private.optimizer)
         return self.private.optimizer, self.private.criterion
+
+    def canary_audit(self) -> dict[str, float] | None:
+        """The one-run audit's figures (`epsilon_lower` beside the claimed ε), or None without canaries."""
+        return None if self.canaries is None else self.canaries.audit(self.settings.delta)
 
     def training_loader(self, plain_loader: DataLoader) -> Any:
         """The Poisson-sampled loader (split into physical batches when `max_physical_batch_size` is set)."""

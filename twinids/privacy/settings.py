@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from twinids.errors import TwinIDSError
+from twinids.errors import TwinIDSError, require_integer
 from twinids.privacy.engine import ACCOUNTANTS, CLIPPING_MODES
 
 
@@ -25,6 +25,8 @@ class DPSettings:
     clipping: str
     max_physical_batch_size: int | None
     secure_mode: bool
+    audit_canaries: int = 0  # white-box canaries of the one-run audit (0: no audit)
+    audit_seed: int = 0
 
     @classmethod
     def from_config(cls, privacy_cfg: Any) -> DPSettings:
@@ -62,7 +64,10 @@ class DPSettings:
             raise TwinIDSError(f"privacy.secure_mode must be true or false; got {secure!r}")
         if secure:
             _require_secure_rng()
-        return cls(target, sigma, delta, max_grad_norm, accountant, clipping, physical, secure)
+        audit = privacy_cfg.get("audit") or {}
+        canaries = require_integer(audit.get("canaries", 0), "privacy.audit.canaries", 0)
+        seed = require_integer(audit.get("seed", 0), "privacy.audit.seed", 0)
+        return cls(target, sigma, delta, max_grad_norm, accountant, clipping, physical, secure, canaries, seed)
 
 
 def refuse_trainer_settings_that_void_dp(trainer_cfg: Any, settings: DPSettings) -> None:

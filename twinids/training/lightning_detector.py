@@ -88,6 +88,11 @@ class LightningDetector:
         (`callbacks.select`)."""
         from hydra.utils import instantiate
 
+        if resume_from is not None and self.privacy is not None and self.privacy.settings.audit_canaries:
+            raise TwinIDSError(
+                "a run with privacy.audit.canaries cannot be resumed: the canaries' scores of the steps before the "
+                "stop are not in the checkpoint, so the audit would miss them; train it again from the start"
+            )
         checkpointing = instantiate(self.cfg.callbacks.model_checkpoint, dirpath=job.run_dir / "checkpoints")
         callbacks = [checkpointing, ModelCardCallback(job.card), *job.callbacks]
         if self.select == "best" and self.cfg.callbacks.early_stopping is not None:
@@ -112,6 +117,7 @@ class LightningDetector:
         best = Path(checkpointing.best_model_path)
         last = Path(checkpointing.last_model_path or best)
         if self.privacy is not None:
+            _audit_with_canaries(self.privacy, job)
             # A checkpoint may come from an early epoch, but the privacy spent is that of every step taken until
             # training stopped: the card of each checkpoint says so.
             job.card.privacy = self.privacy.summary()
@@ -176,6 +182,22 @@ class LightningDetector:
     def _trainer(self, job: JobContext, callbacks: list[Any]) -> Any:
         return build(
             self.cfg.trainer, "trainer", logger=job.run.logger, callbacks=callbacks, default_root_dir=str(job.run_dir)
+        )
+
+
+def _audit_with_canaries(privacy: Any, job: JobContext) -> None:
+    """Log the one-run audit beside ε; a lower bound above the claimed ε is a DP bug and fails the run."""
+    audit = privacy.canary_audit()
+    if audit is None:
+        return
+    claimed = privacy.epsilon()
+    job.run.log_metrics({"audit/epsilon_lower": audit["epsilon_lower"]}, step=privacy.steps)
+    job.run.log_params({f"audit.{key}": int(value) for key, value in audit.items() if key != "epsilon_lower"})
+    if audit["epsilon_lower"] > claimed:
+        raise TwinIDSError(
+            f"the privacy audit found ε ≥ {audit['epsilon_lower']:.3f} (95% confidence, {int(audit['canaries'])} "
+            f"canaries), above the ε = {claimed:.3f} the accountant claims: this DP-SGD run does not run the "
+            "mechanism it accounts for"
         )
 
 

@@ -1,0 +1,91 @@
+"""The one-run privacy audit: its ε lower bound (Steinke, Nasr, Jagielski 2023) and white-box canaries in DP-SGD."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from twinids.errors import TwinIDSError
+from twinids.privacy.one_run_bound import audit_guesses, epsilon_lower, p_value
+from twinids.training.train import train
+
+# Worked numbers of the paper's Appendix D algorithm, which jax_privacy.auditing computes alike (to 1e-9).
+ANCHORS = [  # m, r, v, δ, ε_lower at 95%
+    (1000, 100, 90, 1e-5, 1.62614),
+    (1000, 100, 75, 1e-5, 0.69947),
+    (5000, 1000, 900, 1e-5, 2.01826),
+    (1000, 100, 100, 1e-5, 3.46538),
+    (100, 50, 45, 1e-5, 1.39279),
+]
+
+
+@pytest.mark.parametrize(("m", "r", "v", "delta", "expected"), ANCHORS)
+def test_the_lower_bound_matches_the_papers_algorithm(m, r, v, delta, expected):
+    assert epsilon_lower(m, r, v, delta) == pytest.approx(expected, abs=1e-4)
+
+
+def test_all_guesses_right_without_delta_gives_the_closed_form_logit_of_beta_to_the_one_over_r():
+    bound = epsilon_lower(1000, 100, 100, 0.0)
+    assert bound == pytest.approx(math.log(0.05 ** (1 / 100) / (1 - 0.05 ** (1 / 100))), abs=1e-6)
+
+
+def test_the_p_value_is_the_binomial_tail_plus_the_delta_term():
+    assert p_value(1000, 100, 90, 1.0, 1e-5) == pytest.approx(0.0008412885614385305, rel=1e-9)
+    assert p_value(1000, 100, 90, 1.0, 0.0) == pytest.approx(2.7358128007661584e-05, rel=1e-9)
+
+
+def test_guessing_no_better_than_chance_rules_out_nothing():
+    rng = np.random.default_rng(0)
+    included = rng.random(2000) < 0.5
+    assert audit_guesses(rng.normal(size=2000), included, 1e-5, (0.01, 0.1, 0.5))[0] == 0.0
+
+
+DP = ["privacy=dp", "data.batch_size=256", "model.module.net.hidden_size=8", "trainer.max_epochs=3"]
+
+
+def test_a_sound_dp_run_logs_a_lower_bound_below_its_claim(smoke_config, tmp_path, mlflow_client):
+    cfg = smoke_config(tmp_path, *DP, "privacy.target_epsilon=1", "privacy.audit.canaries=500")
+    result = train(cfg)
+    run = mlflow_client(tmp_path).get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert 0 <= run.data.metrics["audit/epsilon_lower"] <= result.privacy["epsilon"]
+    assert run.data.params["audit.canaries"] == "500"
+    assert int(run.data.params["audit.canary_steps"]) == result.privacy["steps"]
+
+
+def test_with_the_noise_switched_off_while_sigma_is_claimed_the_audit_fails_the_run(
+    smoke_config, tmp_path, mlflow_client, monkeypatch
+):
+    """The audit's power: a test-only fault adds no noise while the accountant still steps with σ."""
+    import opacus.optimizers.optimizer
+    import opacus.optimizers.optimizer_fast_gradient_clipping as ghost
+    import torch
+
+    def no_noise(std, reference, generator=None, secure_mode=False):
+        return torch.zeros_like(reference)
+
+    for module in (opacus.optimizers.optimizer, ghost):
+        monkeypatch.setattr(module, "_generate_noise", no_noise, raising=False)
+    cfg = smoke_config(tmp_path, *DP, "privacy.target_epsilon=1", "privacy.audit.canaries=500")
+    with pytest.raises(TwinIDSError, match=r"the privacy audit found ε ≥ .* above the ε = 0\.9\d\d the accountant"):
+        train(cfg)
+    [run] = mlflow_client(tmp_path).search_runs(["1"])
+    assert run.info.status == "FAILED"
+    assert run.data.metrics["audit/epsilon_lower"] > 2  # more than twice the ε ≈ 1 claimed
+
+
+def test_more_canaries_than_coordinates_and_a_resumed_audit_are_refused(smoke_config, tmp_path):
+    from pathlib import Path
+
+    from twinids.data.registry import build_windows
+    from twinids.training.detector import make_detector
+
+    cfg = smoke_config(tmp_path, *DP, "privacy.noise_multiplier=1", "privacy.audit.canaries=10000000")
+    data = build_windows(cfg.data)
+    with pytest.raises(TwinIDSError, match=r"privacy\.audit\.canaries=10000000 exceeds the model's"):
+        make_detector(cfg, data).module.configure_optimizers()
+    audited = make_detector(smoke_config(tmp_path, *DP, "privacy.noise_multiplier=1", "privacy.audit.canaries=5"), data)
+    with pytest.raises(TwinIDSError, match=r"a run with privacy\.audit\.canaries cannot be resumed"):
+        audited.fit(data, job=None, resume_from=Path("last.ckpt"))  # refused before anything is read or written
