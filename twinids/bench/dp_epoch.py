@@ -50,23 +50,32 @@ def _epoch_seconds(cfg: Any, data: Any) -> float:
     return timer.seconds[0]
 
 
-def measure_dp_epoch(overrides: Sequence[str] = (), repeats: int = 3) -> dict[str, float]:
-    """Median seconds of one training epoch, plain and under DP-SGD (σ = 1, ghost clipping), and their ratio."""
+def measure_dp_epoch(overrides: Sequence[str] = (), repeats: int = 3, canaries: int = 1000) -> dict[str, float]:
+    """Median seconds of one training epoch: plain, under DP-SGD (σ = 1, ghost clipping, the plain batch size, so
+    both take the same steps), and under DP-SGD with `canaries` white-box audit canaries; and their ratios."""
     from twinids.config import compose
     from twinids.data.registry import build_windows
 
     plain_cfg = compose(list(overrides))
-    dp_cfg = compose([*overrides, "privacy=dp", "privacy.noise_multiplier=1.0"])
+    private = [*overrides, "privacy=dp", "privacy.noise_multiplier=1.0", f"data.batch_size={plain_cfg.data.batch_size}"]
+    configs = {
+        "plain": plain_cfg,
+        "dp": compose(private),
+        "canary_dp": compose([*private, f"privacy.audit.canaries={canaries}"]),
+    }
     data = build_windows(plain_cfg.data)
     _epoch_seconds(plain_cfg, data)  # warm-up: allocator, thread pool, imports
-    plain, private = [], []
+    seconds: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(repeats):
-        plain.append(_epoch_seconds(plain_cfg, data))
-        private.append(_epoch_seconds(dp_cfg, data))
-    plain_s, private_s = statistics.median(plain), statistics.median(private)
+        for name, cfg in configs.items():
+            seconds[name].append(_epoch_seconds(cfg, data))
+    plain_s, dp_s, canary_s = (statistics.median(seconds[name]) for name in configs)
     return {
         "plain_epoch_s": plain_s,
-        "dp_epoch_s": private_s,
-        "dp_epoch_vs_plain_epoch_ratio": private_s / plain_s,
+        "dp_epoch_s": dp_s,
+        "canary_dp_epoch_s": canary_s,
+        "dp_epoch_vs_plain_epoch_ratio": dp_s / plain_s,
+        "canary_dp_epoch_vs_dp_epoch_ratio": canary_s / dp_s,
         "epoch_train_windows": float(len(data.starts["train"])),
+        "epoch_canaries": float(canaries),
     }

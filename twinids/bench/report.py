@@ -28,6 +28,9 @@ TARGETS = (
     Target(
         "dp_epoch_vs_plain_epoch_ratio", "DP epoch / plain epoch, default LSTM and data, Lightning", 2.5, False, "x"
     ),
+    Target(
+        "canary_dp_epoch_vs_dp_epoch_ratio", "DP epoch with 1000 white-box audit canaries / without", 1.15, False, "x"
+    ),
     Target("hybrid_dp_step_vs_plain_ratio", "hybrid (LSTM+SAE+MHA) DP step / its plain step", 3.0, False, "x"),
     Target("loop_overhead_ratio", "twinids Lightning loop / plain PyTorch loop", 1.10, False, "x"),
     Target("inference_windows_per_s", "LSTM detector inference", 100_000, True, " windows/s"),
