@@ -31,6 +31,8 @@ KEYS = {
     "num_workers",
     "allow_undefined_metrics",
     "train_on",
+    "train_half",
+    "train_half_block",
     "drop_features",
 }
 
