@@ -153,6 +153,20 @@ def test_lira_refuses_a_run_its_overrides_cannot_train_again(tmp_path, shipped_c
         audit(run_id, ["attack=lira", "shadows=2"], f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
+def test_retraining_drift_ignores_where_runs_go_and_keys_gained_since_that_are_off():
+    from omegaconf import OmegaConf
+
+    from twinids.launch.shadows import retraining_drift
+
+    trained = {"data": {"window": 20}, "tracking": {"uri": "sqlite:///a.db"}, "seed": 1}
+    same = OmegaConf.create({"data": {"window": 20, "train_half": None}, "tracking": {"uri": "x"}, "seed": 1})
+    assert retraining_drift(trained, same) == []
+    gained_on = OmegaConf.create({"data": {"window": 20}, "callbacks": {"select": "last"}, "seed": 1})
+    assert retraining_drift(trained, gained_on) == ["callbacks.select"]
+    changed = OmegaConf.create({"data": {"window": 10}, "seed": 1})
+    assert retraining_drift(trained, changed) == ["data.window"]
+
+
 def test_lira_without_its_shadows_is_refused(forest_run):
     workdir, run_id = forest_run
     with pytest.raises(TwinIDSError, match="attack=lira reads 4 shadow models and got 0"):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from twinids.adversary.audit import AuditResult, audit_membership, read_audit_settings
 from twinids.errors import TwinIDSError
@@ -11,6 +14,22 @@ from twinids.launch.sweep_jobs import FAILED, KILLED, JobOutcome
 
 AUDIT_TARGET_TAG = "twinids.audit.target"
 UNTRAINED = ("tracking", "paths", "run_name")  # where runs are written, not what trains
+
+
+def retraining_drift(trained: dict[str, Any], recomposed: DictConfig) -> list[str]:
+    """Dotted keys that training again from the recorded overrides would set otherwise than the run had them.
+
+    Where runs are written is not drift; neither is a key configs/ gained since that is null (off), as in the
+    config hash. A key gained since with a value, or one the run had and configs/ lost, is.
+    """
+    from twinids.training.evaluate import config_drift, flat_settings
+
+    had, now = flat_settings(trained), flat_settings(OmegaConf.to_container(recomposed, resolve=True))
+    return [
+        key
+        for key in config_drift(trained, recomposed, [])
+        if key.split(".")[0] not in UNTRAINED and (key in had or now.get(key) is not None)
+    ]
 
 
 def audit(
@@ -31,7 +50,6 @@ def audit(
     from twinids.tracking.queries import download_checkpoint
     from twinids.tracking.run import temporary_directory
     from twinids.training.checkpoint_io import read_card
-    from twinids.training.evaluate import config_drift, flat_keys
     from twinids.training.job import quiet_tracking
 
     quiet_tracking()
@@ -41,12 +59,7 @@ def audit(
     with temporary_directory() as scratch:
         card = read_card(download_checkpoint(run_id, Path(scratch), tracking_uri))
     trained_with = card.overrides
-    trained_keys = set(flat_keys(card.config))  # keys configs/ gained since (inert by default) are not drift
-    drift = [
-        key
-        for key in config_drift(card.config, compose(trained_with), [])
-        if key.split(".")[0] not in UNTRAINED and key in trained_keys
-    ]
+    drift = retraining_drift(card.config, compose(trained_with))
     if drift:
         raise TwinIDSError(
             f"run '{run_id}' cannot be trained again from its overrides ({' '.join(trained_with) or 'none'}): "

@@ -115,9 +115,9 @@ def config_drift(trained: dict[str, Any], cfg: DictConfig, overrides: Sequence[s
     return sorted(k for k in changed if not any(k == t or k.startswith(t + ".") for t in touched))
 
 
-def flat_keys(tree: Any) -> list[str]:
-    """The dotted keys of a nested config, e.g. `data.window`."""
-    return list(_flatten(tree))
+def flat_settings(tree: Any) -> dict[str, Any]:
+    """A nested config as one mapping of dotted keys (`data.window`) to values."""
+    return _flatten(tree)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
