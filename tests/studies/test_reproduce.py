@@ -115,3 +115,12 @@ def test_tables_dir_prefers_the_working_directory(tmp_path, monkeypatch):
     (tmp_path / "experiments").mkdir()
     monkeypatch.chdir(tmp_path)
     assert tables_dir() == Path(tmp_path / "experiments").resolve()
+
+
+def test_the_data_folder_in_a_tables_provenance_is_relative_to_where_reproduce_ran(tmp_path, monkeypatch):
+    from twinids.launch.reproduce import shown_path
+
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    assert shown_path(str(tmp_path / "shared" / "datasets")) == "../shared/datasets"
+    assert shown_path("data") == "data"

@@ -6,6 +6,7 @@ the table is built from exactly the runs of its jobs, never from whatever else t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,10 +80,16 @@ def reproduce_table(
     runs = load_runs(selection, uri)
     comparison = compare_runs(runs, spec.rows, spec.metrics, spec.mix_data)
     parents = [summary.parent_run_id for summary in summaries]
-    data_root = str(summaries[0].outcomes[0].job.config["data"].get("root", ""))
+    data_root = shown_path(str(summaries[0].outcomes[0].job.config["data"].get("root", "")))
     report = TableReport(spec, comparison, runs, parents, uri, settings.command, list(settings.overrides), data_root)
     written = write_report(report, out_dir)
     return ReproduceResult(summaries, written)
+
+
+def shown_path(path: str) -> str:
+    """A folder as the table's provenance shows it: relative to where `reproduce` ran, so that the results
+    committed to a repository name no folder of the machine that made them."""
+    return os.path.relpath(path) if os.path.isabs(path) else path
 
 
 def audit_missing(run_ids: Sequence[str], overrides: Sequence[str], tracking_uri: str, parallel_jobs: int) -> None:
