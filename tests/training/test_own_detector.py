@@ -150,3 +150,12 @@ def test_a_stored_card_of_an_older_version_names_its_detector_class():
     stored = {"config": {"model": {"name": "lstm", "detector": "lightning"}}, "overrides": [], "class_names": ["a"]}
     card = ModelCard.from_dict(stored, Path("old.ckpt"))
     assert detector_class(card.config["model"]).__name__ == "LightningDetector"
+
+
+def test_a_stored_card_from_before_checkpoint_selection_and_canaries_says_what_that_run_did():
+    from twinids.training.model_card import ModelCard
+
+    config = {"callbacks": {"monitor": "val/f1_macro"}, "privacy": {"name": "dp", "delta": 1e-5}}
+    card = ModelCard.from_dict({"config": config, "overrides": [], "class_names": ["a"]}, Path("old.ckpt"))
+    assert card.config["callbacks"]["select"] == "best"  # early stopping and the best epoch, as then
+    assert card.config["privacy"]["audit"] == {"canaries": 0, "seed": 0}

@@ -25,8 +25,8 @@ class DPSettings:
     clipping: str
     max_physical_batch_size: int | None
     secure_mode: bool
-    audit_canaries: int = 0  # white-box canaries of the one-run audit (0: no audit)
-    audit_seed: int = 0
+    audit_canaries: int  # white-box canaries of the one-run audit (0: no audit)
+    audit_seed: int
 
     @classmethod
     def from_config(cls, privacy_cfg: Any) -> DPSettings:
@@ -64,9 +64,8 @@ class DPSettings:
             raise TwinIDSError(f"privacy.secure_mode must be true or false; got {secure!r}")
         if secure:
             _require_secure_rng()
-        audit = privacy_cfg.get("audit") or {}
-        canaries = require_integer(audit.get("canaries", 0), "privacy.audit.canaries", 0)
-        seed = require_integer(audit.get("seed", 0), "privacy.audit.seed", 0)
+        canaries = require_integer(privacy_cfg.audit.canaries, "privacy.audit.canaries", 0)
+        seed = require_integer(privacy_cfg.audit.seed, "privacy.audit.seed", 0)
         return cls(target, sigma, delta, max_grad_norm, accountant, clipping, physical, secure, canaries, seed)
 
 

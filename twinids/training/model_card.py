@@ -71,9 +71,17 @@ _DETECTOR_CLASSES_BEFORE_TARGETS = {
 
 
 def _upgraded(config: dict[str, Any]) -> dict[str, Any]:
-    """A stored config in today's form: an older card's `model.detector: <word>` becomes its `_target_` node."""
+    """A stored config in today's form, saying what an older run did: its `model.detector: <word>` becomes its
+    `_target_` node; without `callbacks.select` it tested the best checkpoint; without `privacy.audit` a DP run
+    had no canaries (so `--resume` and `eval` of runs from before these settings work as they did)."""
     model = config.get("model")
     if isinstance(model, dict) and isinstance(model.get("detector"), str):
         target = _DETECTOR_CLASSES_BEFORE_TARGETS.get(model["detector"], model["detector"])
         config = {**config, "model": {**model, "detector": {"_target_": target}}}
+    callbacks = config.get("callbacks")
+    if isinstance(callbacks, dict) and "select" not in callbacks:
+        config = {**config, "callbacks": {**callbacks, "select": "best"}}
+    privacy = config.get("privacy")
+    if isinstance(privacy, dict) and privacy.get("name") == "dp" and "audit" not in privacy:
+        config = {**config, "privacy": {**privacy, "audit": {"canaries": 0, "seed": 0}}}
     return config
