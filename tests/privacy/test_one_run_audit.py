@@ -1,4 +1,5 @@
-"""The one-run privacy audit: its ε lower bound (Steinke, Nasr, Jagielski 2023) and white-box canaries in DP-SGD."""
+"""The one-run privacy audit: its ε lower bound (Steinke, Nasr, Jagielski 2023), and white-box (gradient) and
+black-box (input window) canaries in DP-SGD and non-private runs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from twinids.errors import TwinIDSError
 from twinids.privacy.one_run_bound import audit_guesses, epsilon_lower, p_value
@@ -89,3 +91,68 @@ def test_more_canaries_than_coordinates_and_a_resumed_audit_are_refused(smoke_co
     audited = make_detector(smoke_config(tmp_path, *DP, "privacy.noise_multiplier=1", "privacy.audit.canaries=5"), data)
     with pytest.raises(TwinIDSError, match=r"a run with privacy\.audit\.canaries cannot be resumed"):
         audited.fit(data, job=None, resume_from=Path("last.ckpt"))  # refused before anything is read or written
+
+
+def test_a_non_private_run_hides_no_white_box_canary_so_its_bound_is_the_most_its_canaries_can_show(
+    smoke_config, tmp_path, mlflow_client
+):
+    from twinids.privacy.canaries import GUESS_FRACTIONS
+
+    plain = ["model.module.net.hidden_size=8", "trainer.max_epochs=3", "trainer.limit_train_batches=1.0"]
+    result = train(smoke_config(tmp_path, *plain, "privacy.audit.canaries=500"))
+    run = mlflow_client(tmp_path).get_run(result.run_id)
+    assert run.info.status == "FINISHED" and result.privacy is None
+    guesses = int(run.data.params["audit.canary_guesses"])
+    assert int(run.data.params["audit.canary_guesses_right"]) == guesses  # every "in" guess right
+    # (an included canary that no step happened to sample scores 0 like an excluded one: a guess may stop short)
+    bound = epsilon_lower(500, guesses, guesses, 1e-5, 0.05 / len(GUESS_FRACTIONS))
+    assert run.data.metrics["audit/epsilon_lower"] == pytest.approx(bound) and bound > 2.5
+
+
+def test_black_box_canaries_join_the_training_windows_and_their_bound_stays_below_a_sound_dp_claim(
+    smoke_config, tmp_path, mlflow_client
+):
+    from twinids.data.registry import build_windows
+    from twinids.training.detector import make_detector
+
+    black_box = ["privacy.audit.canaries=300", "privacy.audit.kind=black_box", "privacy.audit.seed=4"]
+    cfg = smoke_config(tmp_path, *DP, "privacy.target_epsilon=2", *black_box)
+    data = build_windows(cfg.data)
+    detector = make_detector(cfg, data)
+    included = int(detector.input_canaries.included.sum())
+    assert 100 < included < 200  # each of the 300 in with probability ½
+    assert len(detector.datamodule.datasets["train"]) == len(data.starts["train"]) + included
+    assert detector.privacy.n_train == len(data.starts["train"]) + included  # Poisson-sampled and counted like any
+    windows, _, _, _ = detector.datamodule.datasets["train"].__getitems__([0, len(data.starts["train"])])
+    assert torch.equal(windows[1], detector.input_canaries.training_windows()[0][0])
+
+    result = train(cfg)
+    run = mlflow_client(tmp_path).get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert 0 <= run.data.metrics["audit/epsilon_lower"] <= result.privacy["epsilon"]
+    assert run.data.params["audit.canaries"] == "300"
+    assert run.data.params["privacy/audit/kind"] == "black_box"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["privacy.audit.kind=grey_box"], r"privacy\.audit\.kind must be one of \['white_box', 'black_box'\]"),
+        (
+            ["privacy=dp", "privacy.target_epsilon=1", "privacy.audit.delta=1e-3"],
+            r"privacy\.audit\.delta=0\.001 differs",
+        ),
+        (["privacy.audit.canaries=-1"], r"privacy\.audit\.canaries must be an integer >= 0"),
+        (
+            ["model=random_forest", "privacy.audit.canaries=10"],
+            r"model=random_forest cannot take privacy\.audit\.canaries",
+        ),
+    ],
+)
+def test_audit_settings_that_cannot_be_honoured_are_refused_before_any_run(smoke_config, tmp_path, overrides, message):
+    from twinids.data.registry import build_windows
+    from twinids.training.detector import make_detector
+
+    cfg = smoke_config(tmp_path, *overrides)
+    with pytest.raises(TwinIDSError, match=message):
+        make_detector(cfg, build_windows(cfg.data))

@@ -60,6 +60,23 @@ def test_a_key_set_to_null_hashes_as_if_it_were_not_there_so_new_off_settings_ke
     assert config_hash(OmegaConf.create({"data": {"window": 20, "train_half": 0}, "seed": 1})) != config_hash(old)
 
 
+def test_the_audit_without_canaries_hashes_as_if_it_were_not_there_so_runs_from_before_it_keep_their_hashes():
+    for privacy in ("privacy=none", "privacy=dp"):
+        cfg = compose(cfg_overrides(privacy))
+        before_the_audit = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        del before_the_audit.privacy["audit"]
+        assert config_hash(cfg) == config_hash(before_the_audit)
+        assert repeat_hash(cfg) == repeat_hash(before_the_audit)
+        with_canaries = compose([*cfg_overrides(privacy), "privacy.audit.canaries=5"])
+        assert config_hash(with_canaries) != config_hash(cfg)
+        assert repeat_hash(with_canaries) != repeat_hash(cfg)
+        assert config_hash(compose([*cfg_overrides(privacy), "privacy.audit.kind=black_box"])) == config_hash(cfg)
+
+
+def cfg_overrides(privacy: str) -> list[str]:
+    return [privacy, "privacy.target_epsilon=3"] if privacy == "privacy=dp" else [privacy]
+
+
 def test_whole_numbers_hash_alike_as_int_or_float():
     assert config_hash(OmegaConf.create({"epsilon": 1})) == config_hash(OmegaConf.create({"epsilon": 1.0}))
     assert config_hash(OmegaConf.create({"epsilon": 1.5})) != config_hash(OmegaConf.create({"epsilon": 1}))

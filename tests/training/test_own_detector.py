@@ -158,4 +158,10 @@ def test_a_stored_card_from_before_checkpoint_selection_and_canaries_says_what_t
     config = {"callbacks": {"monitor": "val/f1_macro"}, "privacy": {"name": "dp", "delta": 1e-5}}
     card = ModelCard.from_dict({"config": config, "overrides": [], "class_names": ["a"]}, Path("old.ckpt"))
     assert card.config["callbacks"]["select"] == "best"  # early stopping and the best epoch, as then
-    assert card.config["privacy"]["audit"] == {"canaries": 0, "seed": 0}
+    assert card.config["privacy"]["audit"] == {"canaries": 0, "kind": "white_box", "seed": 0, "delta": 1e-5}
+    last_session = {"name": "dp", "delta": 1e-6, "audit": {"canaries": 500, "seed": 3}}  # white-box canaries then
+    card = ModelCard.from_dict({"config": {"privacy": last_session}, "overrides": [], "class_names": ["a"]}, Path("x"))
+    assert card.config["privacy"]["audit"] == {"canaries": 500, "kind": "white_box", "seed": 3, "delta": 1e-6}
+    no_audit = {"name": "none"}  # a non-private run from before the audit: no canaries
+    card = ModelCard.from_dict({"config": {"privacy": no_audit}, "overrides": [], "class_names": ["a"]}, Path("x"))
+    assert card.config["privacy"]["audit"]["canaries"] == 0

@@ -51,6 +51,34 @@ class WindowDataset(Dataset):
         return windows, self.targets[index], self.attacks[index], self.groups[index]
 
 
+class WindowsWithExtras(Dataset):
+    """A split's windows followed by extra windows given whole (an audit's canaries): same items, same batches."""
+
+    def __init__(self, windows: WindowDataset, extra: torch.Tensor, extra_targets: torch.Tensor) -> None:
+        self.windows, self.extra, self.extra_targets = windows, extra, extra_targets
+
+    def __len__(self) -> int:
+        return len(self.windows) + len(self.extra)
+
+    def __getitem__(self, index: int) -> Batch:
+        return tuple(part[0] for part in self.__getitems__([index]))  # type: ignore[return-value]
+
+    def __getitems__(self, indices: list[int]) -> Batch:
+        """The batch's own windows, then its extra ones (order within a batch does not matter to training)."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        n = len(self.windows)
+        own = self.windows.__getitems__(index[index < n].tolist())
+        extra = index[index >= n] - n
+        targets = self.extra_targets[extra]
+        zeros = torch.zeros(len(extra), dtype=torch.long)
+        return (
+            torch.cat([own[0], self.extra[extra].to(own[0].dtype)]),
+            torch.cat([own[1], targets]),
+            torch.cat([own[2], targets]),
+            torch.cat([own[3], zeros]),
+        )
+
+
 def keep_batch(batch: Batch) -> Batch:
     """Collate function for datasets whose `__getitems__` already returns a stacked batch."""
     return batch
@@ -89,6 +117,10 @@ class WindowDataModule(pl.LightningDataModule):
             )
             for split in data.starts
         }
+
+    def add_training_windows(self, windows: torch.Tensor, targets: torch.Tensor) -> None:
+        """Train on these windows too (given whole, e.g. an audit's canaries); call before any loader is made."""
+        self.datasets["train"] = WindowsWithExtras(self.datasets["train"], windows, targets)  # type: ignore[arg-type]
 
     def loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         """A plain loader over one split's windows."""

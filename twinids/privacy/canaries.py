@@ -1,22 +1,29 @@
-"""White-box gradient canaries for a one-run privacy audit of DP-SGD (Steinke, Nasr, Jagielski 2023).
+"""Canaries for a one-run privacy audit of a training run (Steinke, Nasr, Jagielski, NeurIPS 2023).
 
-Each of m canaries is a gradient of norm C (the clipping bound) on one coordinate of the trainable parameters,
-the coordinates all different ("Dirac" canaries). Each canary is included in the run with probability ½, and an
-included canary joins each noisy step with probability q, exactly as a training window does under Poisson
-sampling, so the accountant's ε (with its subsampling amplification) is the claim the audit tests. Its gradient
-is added to the clipped sum before the noise; the score of a canary is the sum over steps of the released noisy
-sum at its coordinate less the training windows' clipped sum there, in units of C. DP-SGD's guarantee holds
-against an attacker who knows every other record, so subtracting what the other windows contributed is within
-its threat model, and it leaves exactly what the mechanism must hide: the canary and the noise. An included
-canary adds q per step to its score on average, the noise spreads it by σ per step: the audit's power grows
-with q·√steps / σ, and with the noise switched off it separates included canaries perfectly.
+m canaries are each included in the run with probability ½; after training each gets a score, and guessing "in"
+for the highest scores gives an ε lower bound (`twinids.privacy.one_run_bound`). Two kinds:
+
+- White-box (`WhiteBoxCanaries`): each canary is a gradient of norm C (the clipping bound) on one coordinate of the
+  trainable parameters, the coordinates all different ("Dirac" canaries). An included canary joins each step with
+  probability q, exactly as a training window does under Poisson sampling, so the accountant's ε (with its
+  subsampling amplification) is the claim the audit tests. Under DP-SGD its gradient is added to the clipped sum
+  before the noise; its score is the sum over steps of the released noisy sum at its coordinate less the training
+  windows' clipped sum there, in units of C. DP-SGD's guarantee holds against an attacker who knows every other
+  record, so subtracting what the other windows contributed is within its threat model, and it leaves exactly what
+  the mechanism must hide: the canary and the noise. The audit's power grows with q·√steps / σ. In a non-private
+  run nothing hides a canary: the score is exact, and the bound is the most m canaries can show.
+- Black-box (`InputCanaries`): each canary is a window of random readings with a random label, added to the
+  training data; its score is minus the trained model's loss on it. This measures what the released model gives
+  away (the attacker sees only the model), so its bounds are far looser than white-box ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 
 from twinids.errors import TwinIDSError
@@ -25,13 +32,24 @@ from twinids.privacy.one_run_bound import audit_guesses
 GUESS_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # of m: how many "in" guesses are tried (union-bounded)
 
 
+def canary_audit(scores: np.ndarray, included: np.ndarray, delta: float) -> dict[str, float]:
+    """The empirical ε lower bound (95% confidence) from the canaries' scores, with the guesses it rests on."""
+    epsilon, guesses, right = audit_guesses(scores, included, delta, GUESS_FRACTIONS)
+    return {
+        "epsilon_lower": epsilon,
+        "canaries": float(len(included)),
+        "canary_guesses": float(guesses),
+        "canary_guesses_right": float(right),
+    }
+
+
 class WhiteBoxCanaries:
-    """m Dirac canaries over `params`, added to a DP optimiser's clipped sum before each noisy step.
+    """m Dirac canaries over `params`, added to each step's gradient before it is released.
 
     Args:
-        params: the trainable parameters the DP optimiser updates (their order fixes the coordinates).
+        params: the trainable parameters the optimiser updates (their order fixes the coordinates).
         count: m, the number of canaries (at most the number of coordinates).
-        clip: C, the per-window clipping bound (each canary's gradient norm).
+        clip: C, each canary's gradient norm (the per-window clipping bound under DP-SGD).
         sample_rate: q, each included canary's chance of joining a step.
         seed: picks the coordinates, which canaries are included, and their sampling.
     """
@@ -42,6 +60,7 @@ class WhiteBoxCanaries:
             raise TwinIDSError(
                 f"privacy.audit.canaries={count} exceeds the model's {sum(sizes)} trainable coordinates (one each)"
             )
+        self.params = params
         self.generator = torch.Generator().manual_seed(seed)
         coordinates = torch.randperm(sum(sizes), generator=self.generator)[:count]
         self.included = torch.rand(count, generator=self.generator) < 0.5
@@ -55,34 +74,92 @@ class WhiteBoxCanaries:
         self.scores = torch.zeros(count, dtype=torch.float64)
         self.steps = 0
 
+    def step(
+        self, gradients: Sequence[torch.Tensor], scale: float, release: Callable[[], Sequence[torch.Tensor]]
+    ) -> None:
+        """Add this step's canaries (C·`scale` each) to `gradients` (one per param, changed in place), call
+        `release`, and score each canary by what the released gradients hold at its coordinate beyond the rest."""
+        joined = self.included & (torch.rand(len(self.included), generator=self.generator) < self.sample_rate)
+        known = []
+        for index, flat, mine in self.slots:
+            gradient = gradients[index]
+            known.append(gradient.reshape(-1)[flat].double().cpu())
+            gradient.view(-1)[flat] += self.clip * scale * joined[mine].to(gradient.dtype)
+        released = release()
+        for (index, flat, mine), before in zip(self.slots, known, strict=True):
+            after = released[index].detach().reshape(-1)[flat].double().cpu()
+            self.scores[mine] += (after - before) / (self.clip * scale)
+        self.steps += 1
+
     def attach(self, optimizer: Any) -> None:
-        """Wrap the DP optimiser's `add_noise`: canaries into the clipped sum before it, scores read after it."""
+        """Wrap an Opacus DP optimiser's `add_noise`: canaries into the clipped sum before it, scores after it."""
         add_noise = optimizer.add_noise
+        params = optimizer.params
 
         def add_noise_with_canaries() -> None:
-            joined = self.included & (torch.rand(len(self.included), generator=self.generator) < self.sample_rate)
-            windows_sum = []
-            for index, flat, mine in self.slots:
-                summed = optimizer.params[index].summed_grad
-                windows_sum.append(summed.reshape(-1)[flat].double().cpu())
-                summed.view(-1)[flat] += self.clip * joined[mine].to(summed.dtype)
-            add_noise()
-            for (index, flat, mine), known in zip(self.slots, windows_sum, strict=True):
-                released = optimizer.params[index].grad.detach().reshape(-1)[flat].double().cpu()
-                self.scores[mine] += (released - known) / self.clip
-            self.steps += 1
+            def release() -> list[torch.Tensor]:
+                add_noise()
+                return [p.grad for p in params]
+
+            self.step([p.summed_grad for p in params], 1.0, release)
 
         optimizer.add_noise = add_noise_with_canaries
 
-    def audit(self, delta: float, beta: float = 0.05) -> dict[str, float]:
-        """The empirical ε lower bound at confidence 1 − β, with the guesses it rests on."""
-        epsilon, guesses, right = audit_guesses(
-            self.scores.numpy(), self.included.numpy(), delta, GUESS_FRACTIONS, beta
-        )
-        return {
-            "epsilon_lower": epsilon,
-            "canaries": float(len(self.included)),
-            "canary_guesses": float(guesses),
-            "canary_guesses_right": float(right),
-            "canary_steps": float(self.steps),
-        }
+    def callback(self) -> pl.Callback:
+        """A Lightning callback for a non-private run: each step's mean gradient (a window counts 1/batch in it)
+        gains the canaries before the optimiser reads it."""
+        return _PlainStepCanaries(self)
+
+    def audit(self, delta: float) -> dict[str, float]:
+        """The empirical ε lower bound at 95% confidence, with the guesses it rests on."""
+        return {**canary_audit(self.scores.numpy(), self.included.numpy(), delta), "canary_steps": float(self.steps)}
+
+
+class _PlainStepCanaries(pl.Callback):
+    def __init__(self, canaries: WhiteBoxCanaries) -> None:
+        self.canaries = canaries
+        self.batch_size = 1
+
+    def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, batch_idx: int) -> None:
+        self.batch_size = max(1, len(batch[1]))
+
+    def on_before_optimizer_step(self, trainer: Any, module: Any, optimizer: Any) -> None:
+        params = self.canaries.params
+        missing = [p for p in params if p.grad is None]
+        for p in missing:
+            p.grad = torch.zeros_like(p)
+        self.canaries.step([p.grad for p in params], 1.0 / self.batch_size, lambda: [p.grad for p in params])
+
+
+class InputCanaries:
+    """m black-box canaries: windows of independent standard-normal readings (the scale of standardised
+    features), each with a label drawn from `labels`; each is in the training data with probability ½.
+
+    Args:
+        count: m.
+        window: readings per window.
+        features: features per reading.
+        labels: the class indices a canary's label is drawn from (those the training data holds).
+        seed: draws the windows, their labels and which canaries are included.
+    """
+
+    def __init__(self, count: int, window: int, features: int, labels: Sequence[int], seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.windows = torch.randn(count, window, features, generator=generator)
+        choices = torch.as_tensor(list(labels), dtype=torch.long)
+        self.targets = choices[torch.randint(len(choices), (count,), generator=generator)]
+        self.included = torch.rand(count, generator=generator) < 0.5
+
+    def training_windows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The included canaries' windows and labels, to add to the training data."""
+        return self.windows[self.included], self.targets[self.included]
+
+    def audit(
+        self, window_losses: Callable[[torch.Tensor, torch.Tensor], np.ndarray], delta: float
+    ) -> dict[str, float]:
+        """Score every canary by minus the trained model's loss on it; the ε lower bound at 95% confidence."""
+        losses = np.asarray(window_losses(self.windows, self.targets), dtype=np.float64)
+        labels = self.targets.numpy()
+        for label in np.unique(labels):  # a label's own loss level says nothing of membership: compare within it
+            losses[labels == label] -= np.median(losses[labels == label])
+        return canary_audit(-losses, self.included.numpy(), delta)

@@ -126,20 +126,21 @@ class DPSGD:
         if self._pending_state is not None:
             self.private.engine.accountant.load_state_dict(self._pending_state["accountant"])
             self._pending_state = None
-        if self.settings.audit_canaries:
+        audit = self.settings.audit
+        if audit.count and audit.kind == "white_box":
             self.canaries = WhiteBoxCanaries(
                 list(self.private.optimizer.params),
-                self.settings.audit_canaries,
+                audit.count,
                 self.settings.max_grad_norm,
                 self.sample_rate,
-                self.settings.audit_seed,
+                audit.seed,
             )
             self.canaries.attach(self.private.optimizer)
         return self.private.optimizer, self.private.criterion
 
     def canary_audit(self) -> dict[str, float] | None:
-        """The one-run audit's figures (`epsilon_lower` beside the claimed ε), or None without canaries."""
-        return None if self.canaries is None else self.canaries.audit(self.settings.delta)
+        """The white-box audit's figures (`epsilon_lower` beside the claimed ε), or None without its canaries."""
+        return None if self.canaries is None else self.canaries.audit(self.settings.audit.delta)
 
     def training_loader(self, plain_loader: DataLoader) -> Any:
         """The Poisson-sampled loader (split into physical batches when `max_physical_batch_size` is set)."""

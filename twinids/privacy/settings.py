@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from twinids.errors import TwinIDSError, require_integer
+from twinids.errors import TwinIDSError
+from twinids.privacy.audit_settings import CanaryAudit
 from twinids.privacy.engine import ACCOUNTANTS, CLIPPING_MODES
 
 
@@ -25,8 +26,7 @@ class DPSettings:
     clipping: str
     max_physical_batch_size: int | None
     secure_mode: bool
-    audit_canaries: int  # white-box canaries of the one-run audit (0: no audit)
-    audit_seed: int
+    audit: CanaryAudit
 
     @classmethod
     def from_config(cls, privacy_cfg: Any) -> DPSettings:
@@ -64,9 +64,8 @@ class DPSettings:
             raise TwinIDSError(f"privacy.secure_mode must be true or false; got {secure!r}")
         if secure:
             _require_secure_rng()
-        canaries = require_integer(privacy_cfg.audit.canaries, "privacy.audit.canaries", 0)
-        seed = require_integer(privacy_cfg.audit.seed, "privacy.audit.seed", 0)
-        return cls(target, sigma, delta, max_grad_norm, accountant, clipping, physical, secure, canaries, seed)
+        audit = CanaryAudit.from_config(privacy_cfg)
+        return cls(target, sigma, delta, max_grad_norm, accountant, clipping, physical, secure, audit)
 
 
 def refuse_trainer_settings_that_void_dp(trainer_cfg: Any, settings: DPSettings) -> None:

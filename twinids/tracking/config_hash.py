@@ -28,6 +28,9 @@ RESULT_NEUTRAL_KEYS = (
 )
 # Repeats may also read their data from different folders: the data fingerprint says whether the data is the same.
 REPEAT_NEUTRAL_KEYS = (*RESULT_NEUTRAL_KEYS, "data.root", "data.source.root")
+# Nodes that change nothing while their switch (the key named) is 0 or unset, left out of both hashes then, like a
+# null key: the one-run audit without canaries. Runs from before such a node existed keep their hashes.
+INERT_WHEN_OFF = {"privacy.audit": "canaries"}
 # Filled in by the detector from other settings (the transfer source) after the run's tags are set, so the
 # repeat hash of a new run never holds it; left out of the hash an old run's params give for the same reason.
 DERIVED_KEYS = ("transfer.plan",)
@@ -47,6 +50,10 @@ def config_hash(cfg: DictConfig, ignored: Sequence[str] = RESULT_NEUTRAL_KEYS) -
     the hashes of earlier jobs (and a sweep's reuse of their runs) as they were.
     """
     container = _without_nulls(OmegaConf.to_container(cfg, resolve=True))
+    for node, switch in INERT_WHEN_OFF.items():
+        path = node.split(".")
+        if not _lookup(container, [*path, switch]):
+            _drop(container, path)
     for key in ignored:
         _drop(container, key.split("."))
     return hashlib.sha256(canonical_json(_normalise_numbers(container)).encode()).hexdigest()[:16]
@@ -75,8 +82,9 @@ def repeat_settings(params: Mapping[str, object]) -> dict[str, str]:
     """The params that decide whether two runs are repeats, dotted (`model.name`) and with numbers normalised.
 
     Left out: seeds, REPEAT_NEUTRAL_KEYS, DERIVED_KEYS, unset values (a key logged as `None` and a key not
-    logged at all are alike), and params whose name holds a dot: a flattened config key never does (OmegaConf
-    reads a dot as nesting), so those are results logged after training (`privacy.epsilon`), not settings.
+    logged at all are alike), nodes switched off (INERT_WHEN_OFF), and params whose name holds a dot: a flattened
+    config key never does (OmegaConf reads a dot as nesting), so those are results logged after training
+    (`privacy.epsilon`), not settings.
     """
     settings = {}
     for name, value in params.items():
@@ -86,6 +94,9 @@ def repeat_settings(params: Mapping[str, object]) -> dict[str, str]:
         if text in UNSET_VALUES or is_seed_key(key) or _under(key, NOT_REPEAT_SETTINGS):
             continue
         settings[key] = _canonical_text(text)
+    for node, switch in INERT_WHEN_OFF.items():
+        if settings.get(f"{node}.{switch}", "0") == "0":
+            settings = {key: value for key, value in settings.items() if not _under(key, frozenset((node,)))}
     return settings
 
 
@@ -125,6 +136,15 @@ def _under(key: str, roots: frozenset[str]) -> bool:
 def _canonical_text(text: str) -> str:
     """A logged value with whole numbers spelled one way (`1.0` -> `1`, as `config_hash` treats them)."""
     return text.split(".", 1)[0] if WHOLE_NUMBER.fullmatch(text) else text
+
+
+def _lookup(node: Any, path: list[str]) -> Any:
+    """The value at `path` in nested dicts, or None where the path is not there."""
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _drop(node: Any, path: list[str]) -> None:

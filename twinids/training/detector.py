@@ -174,6 +174,13 @@ def refuse_unsupported(cfg: DictConfig, supports: Supports) -> None:
             f"{supports.why_not or 'its detector takes no gradient steps'}; use a neural model (e.g. model=lstm) "
             "or privacy=none"
         )
+    canaries = cfg.privacy.get("audit", {}).get("canaries")
+    if canaries and not supports.privacy:
+        raise TwinIDSError(
+            f"model={name} cannot take privacy.audit.canaries={canaries}: the one-run audit's canaries ride on "
+            f"gradient steps and window losses ({supports.why_not or 'its detector takes no gradient steps'}); "
+            "audit a neural model, or use `twinids audit RUN_ID` (membership inference) on this one"
+        )
     transfer = cfg.get("transfer", {}).get("name", "none")
     if transfer == "none":
         ignored = sorted(k for k, value in cfg.transfer.items() if k not in ("name", "plan") and value is not None)

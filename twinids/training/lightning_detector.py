@@ -59,8 +59,40 @@ class LightningDetector:
         )
         _check_optimizer(self.module)
         self.datamodule = WindowDataModule(data, cfg.data.batch_size, cfg.data.eval_batch_size, cfg.data.num_workers)
+        self.canary_audit = _canary_audit(cfg) if training else None
+        self.input_canaries = self._add_input_canaries(data)
         self.privacy = self._plan_privacy(cfg, data) if training and cfg.privacy.name == "dp" else None
+        self.step_canaries: Any = None  # WhiteBoxCanaries of a non-private run, made in fit
         self.epochs_trained = self.windows_trained = 0
+
+    def _add_input_canaries(self, data: WindowedData) -> Any:
+        """Black-box audit canaries (InputCanaries) join the training windows, before DP-SGD sizes its sampling
+        rate on them."""
+        audit = self.canary_audit
+        if audit is None or not audit.count or audit.kind != "black_box":
+            return None
+        from twinids.models.detector_module import DetectorModule
+        from twinids.privacy.canaries import InputCanaries
+
+        if type(self.module).window_losses is DetectorModule.window_losses:
+            raise TwinIDSError(_NO_WINDOW_LOSSES.format(module=type(self.module).__name__, reader="black-box canaries"))
+        labels = np.flatnonzero(data.class_counts("train")).tolist()
+        canaries = InputCanaries(audit.count, data.window, data.n_features, labels, audit.seed)
+        self.datamodule.add_training_windows(*canaries.training_windows())
+        return canaries
+
+    def _plain_step_canaries(self) -> list[Any]:
+        """White-box audit canaries in a non-private run: a callback adding them to each step's gradient."""
+        audit = self.canary_audit
+        if audit is None or not audit.count or audit.kind != "white_box" or self.privacy is not None:
+            return []
+        from twinids.privacy.canaries import WhiteBoxCanaries
+
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        steps_per_epoch = len(self.datamodule.loader("train", self.cfg.data.batch_size, shuffle=False))
+        # No clipping bound here and no noise: any gradient size C finds the canaries alike; 1.0 as under DP.
+        self.step_canaries = WhiteBoxCanaries(params, audit.count, 1.0, 1 / steps_per_epoch, audit.seed)
+        return [self.step_canaries.callback()]
 
     def _plan_privacy(self, cfg: DictConfig, data: WindowedData) -> Any:
         """Check the DP settings against this model, trainer and data, and plan σ (all before any run)."""
@@ -88,13 +120,13 @@ class LightningDetector:
         (`callbacks.select`)."""
         from hydra.utils import instantiate
 
-        if resume_from is not None and self.privacy is not None and self.privacy.settings.audit_canaries:
+        if resume_from is not None and self.canary_audit is not None and self.canary_audit.count:
             raise TwinIDSError(
                 "a run with privacy.audit.canaries cannot be resumed: the canaries' scores of the steps before the "
                 "stop are not in the checkpoint, so the audit would miss them; train it again from the start"
             )
         checkpointing = instantiate(self.cfg.callbacks.model_checkpoint, dirpath=job.run_dir / "checkpoints")
-        callbacks = [checkpointing, ModelCardCallback(job.card), *job.callbacks]
+        callbacks = [checkpointing, ModelCardCallback(job.card), *job.callbacks, *self._plain_step_canaries()]
         if self.select == "best" and self.cfg.callbacks.early_stopping is not None:
             callbacks.insert(0, instantiate(self.cfg.callbacks.early_stopping))
         trainer = self._trainer(job, callbacks)
@@ -116,8 +148,9 @@ class LightningDetector:
             )
         best = Path(checkpointing.best_model_path)
         last = Path(checkpointing.last_model_path or best)
+        chosen = last if self.select == "last" else best
+        self._audit_with_canaries(chosen, job)
         if self.privacy is not None:
-            _audit_with_canaries(self.privacy, job)
             # A checkpoint may come from an early epoch, but the privacy spent is that of every step taken until
             # training stopped: the card of each checkpoint says so.
             job.card.privacy = self.privacy.summary()
@@ -125,7 +158,47 @@ class LightningDetector:
                 checkpoint = load_torch_checkpoint(path)
                 checkpoint[CARD_KEY] = job.card.to_dict()
                 save_torch_checkpoint(checkpoint, path)
-        return last if self.select == "last" else best
+        return chosen
+
+    def _audit_with_canaries(self, chosen: Path, job: JobContext) -> None:
+        """Log the one-run audit (`audit/epsilon_lower`); under DP a lower bound above the claimed ε is a DP bug
+        and fails the run. Black-box canaries are scored on the checkpoint the run releases."""
+        audit = self.canary_audit
+        if audit is None or not audit.count:
+            return
+        if self.input_canaries is not None:
+            self.load(chosen)
+            figures = self.input_canaries.audit(self._module_losses, audit.delta)
+            steps = self.privacy.steps if self.privacy is not None else int(self.module.global_step)
+        else:
+            canaries = self.step_canaries if self.privacy is None else self.privacy.canaries
+            figures = canaries.audit(audit.delta)  # type: ignore[union-attr]
+            steps = int(figures["canary_steps"])
+        job.run.log_metrics({"audit/epsilon_lower": figures["epsilon_lower"]}, step=steps)
+        job.run.log_params({f"audit.{key}": int(value) for key, value in figures.items() if key != "epsilon_lower"})
+        claimed = None if self.privacy is None else self.privacy.epsilon()
+        if claimed is not None and figures["epsilon_lower"] > claimed:
+            raise TwinIDSError(
+                f"the privacy audit found ε ≥ {figures['epsilon_lower']:.3f} (95% confidence, "
+                f"{int(figures['canaries'])} {audit.kind} canaries), above the ε = {claimed:.3f} the accountant "
+                "claims: this DP-SGD run does not run the mechanism it accounts for"
+            )
+
+    def _module_losses(self, windows: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+        """The loaded weights' per-window training loss on windows given whole (eval mode, in batches)."""
+        batch = int(self.cfg.data.eval_batch_size)
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                losses = [
+                    self.module.window_losses(windows[first : first + batch], targets[first : first + batch])
+                    for first in range(0, len(windows), batch)
+                ]
+        except NotImplementedError:
+            raise TwinIDSError(
+                _NO_WINDOW_LOSSES.format(module=type(self.module).__name__, reader="a membership-inference attack")
+            ) from None
+        return torch.cat(losses).numpy() if losses else np.zeros(0, dtype=np.float32)
 
     def load(self, checkpoint: Path) -> None:
         """Load the weights of a checkpoint into the module (plain-data load: nothing in it can run code)."""
@@ -147,25 +220,9 @@ class LightningDetector:
 
     def window_losses(self, data: WindowedData, split: str, indices: np.ndarray) -> np.ndarray:
         """The loaded weights' training loss on the chosen windows of a split (eval mode: no dropout)."""
-        from twinids.data.datamodule import WindowDataset
-
-        chosen = WindowDataset(
-            torch.from_numpy(data.rows), data.starts[split][indices], data.targets[split][indices], data.window
-        )
-        batch = int(self.cfg.data.eval_batch_size)
-        self.module.eval()
-        losses = []
-        with torch.no_grad():
-            for first in range(0, len(chosen), batch):
-                windows, targets, _, _ = chosen.__getitems__(list(range(first, min(first + batch, len(chosen)))))
-                try:
-                    losses.append(self.module.window_losses(windows, targets))
-                except NotImplementedError:
-                    raise TwinIDSError(
-                        f"{type(self.module).__name__} defines no window_losses (DetectorModule.window_losses), "
-                        "which a membership-inference attack reads; twinids audit cannot attack it"
-                    ) from None
-        return torch.cat(losses).numpy() if losses else np.zeros(0, dtype=np.float32)
+        windows = torch.from_numpy(data.rows[data.starts[split][indices][:, None] + np.arange(data.window)])
+        targets = torch.as_tensor(data.targets[split][indices], dtype=torch.long)
+        return self._module_losses(windows, targets)
 
     def privacy_summary(self) -> dict[str, Any] | None:
         """ε and the DP-SGD settings spent by the training run (None without privacy)."""
@@ -185,20 +242,16 @@ class LightningDetector:
         )
 
 
-def _audit_with_canaries(privacy: Any, job: JobContext) -> None:
-    """Log the one-run audit beside ε; a lower bound above the claimed ε is a DP bug and fails the run."""
-    audit = privacy.canary_audit()
-    if audit is None:
-        return
-    claimed = privacy.epsilon()
-    job.run.log_metrics({"audit/epsilon_lower": audit["epsilon_lower"]}, step=privacy.steps)
-    job.run.log_params({f"audit.{key}": int(value) for key, value in audit.items() if key != "epsilon_lower"})
-    if audit["epsilon_lower"] > claimed:
-        raise TwinIDSError(
-            f"the privacy audit found ε ≥ {audit['epsilon_lower']:.3f} (95% confidence, {int(audit['canaries'])} "
-            f"canaries), above the ε = {claimed:.3f} the accountant claims: this DP-SGD run does not run the "
-            "mechanism it accounts for"
-        )
+_NO_WINDOW_LOSSES = (
+    "{module} defines no window_losses (DetectorModule.window_losses), which {reader} read: twinids cannot audit it"
+)
+
+
+def _canary_audit(cfg: DictConfig) -> Any:
+    """The run's one-run audit settings (`privacy.audit`, checked), read where the privacy package is needed."""
+    from twinids.privacy.audit_settings import CanaryAudit
+
+    return CanaryAudit.from_config(cfg.privacy)
 
 
 CHECKPOINT_SELECTIONS = ("best", "last")

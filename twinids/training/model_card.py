@@ -72,8 +72,9 @@ _DETECTOR_CLASSES_BEFORE_TARGETS = {
 
 def _upgraded(config: dict[str, Any]) -> dict[str, Any]:
     """A stored config in today's form, saying what an older run did: its `model.detector: <word>` becomes its
-    `_target_` node; without `callbacks.select` it tested the best checkpoint; without `privacy.audit` a DP run
-    had no canaries (so `--resume` and `eval` of runs from before these settings work as they did)."""
+    `_target_` node; without `callbacks.select` it tested the best checkpoint; without `privacy.audit` (or its
+    `kind` and `delta`) a run had no canaries, or white-box ones at the run's δ (so `--resume` and `eval` of runs
+    from before these settings work as they did)."""
     model = config.get("model")
     if isinstance(model, dict) and isinstance(model.get("detector"), str):
         target = _DETECTOR_CLASSES_BEFORE_TARGETS.get(model["detector"], model["detector"])
@@ -82,6 +83,8 @@ def _upgraded(config: dict[str, Any]) -> dict[str, Any]:
     if isinstance(callbacks, dict) and "select" not in callbacks:
         config = {**config, "callbacks": {**callbacks, "select": "best"}}
     privacy = config.get("privacy")
-    if isinstance(privacy, dict) and privacy.get("name") == "dp" and "audit" not in privacy:
-        config = {**config, "privacy": {**privacy, "audit": {"canaries": 0, "seed": 0}}}
+    if isinstance(privacy, dict):
+        delta = privacy.get("delta", 1.0e-5)  # a DP run's own δ; without canaries (all older non-private runs) unused
+        audit = {"canaries": 0, "kind": "white_box", "seed": 0, "delta": delta, **privacy.get("audit", {})}
+        config = {**config, "privacy": {**privacy, "audit": audit}}
     return config
