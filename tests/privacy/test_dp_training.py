@@ -148,6 +148,20 @@ def test_dp_runs_every_planned_epoch_and_tests_the_last_so_no_validation_data_ch
     assert result.timings["epochs"] == 3
 
 
+def test_weight_averaging_under_dp_releases_the_average_at_the_same_epsilon(smoke_config, tmp_path):
+    from twinids.training.checkpoint_io import load_torch_checkpoint
+
+    plain = train(smoke_config(tmp_path / "plain", *DP, "privacy.target_epsilon=3"))
+    averaged = train(
+        smoke_config(tmp_path / "ema", *DP, "privacy.target_epsilon=3", "callbacks.weight_averaging.decay=0.5")
+    )
+    assert averaged.privacy["epsilon"] == plain.privacy["epsilon"]  # post-processing of the noisy steps: no ε
+    checkpoint = load_torch_checkpoint(averaged.checkpoint)
+    released, current = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert released.keys() == current.keys()
+    assert any(not torch.equal(released[name], current[name]) for name in released)  # the average is what is kept
+
+
 def test_early_stopping_brought_back_under_dp_spends_less_than_planned_and_reports_it(smoke_config, tmp_path):
     cfg = smoke_config(
         tmp_path,

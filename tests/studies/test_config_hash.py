@@ -71,6 +71,9 @@ def test_the_audit_without_canaries_hashes_as_if_it_were_not_there_so_runs_from_
         assert config_hash(with_canaries) != config_hash(cfg)
         assert repeat_hash(with_canaries) != repeat_hash(cfg)
         assert config_hash(compose([*cfg_overrides(privacy), "privacy.audit.kind=black_box"])) == config_hash(cfg)
+    averaging_off = compose(["callbacks.weight_averaging.update_starting_at_epoch=3"])  # no decay: no averaging
+    assert config_hash(averaging_off) == config_hash(compose([]))
+    assert config_hash(compose(["callbacks.weight_averaging.decay=0.99"])) != config_hash(compose([]))
 
 
 def cfg_overrides(privacy: str) -> list[str]:

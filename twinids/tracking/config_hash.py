@@ -29,8 +29,9 @@ RESULT_NEUTRAL_KEYS = (
 # Repeats may also read their data from different folders: the data fingerprint says whether the data is the same.
 REPEAT_NEUTRAL_KEYS = (*RESULT_NEUTRAL_KEYS, "data.root", "data.source.root")
 # Nodes that change nothing while their switch (the key named) is 0 or unset, left out of both hashes then, like a
-# null key: the one-run audit without canaries. Runs from before such a node existed keep their hashes.
-INERT_WHEN_OFF = {"privacy.audit": "canaries"}
+# null key: the one-run audit without canaries, weight averaging without a decay. Runs from before such a node
+# existed keep their hashes.
+INERT_WHEN_OFF = {"privacy.audit": "canaries", "callbacks.weight_averaging": "decay"}
 # Filled in by the detector from other settings (the transfer source) after the run's tags are set, so the
 # repeat hash of a new run never holds it; left out of the hash an old run's params give for the same reason.
 DERIVED_KEYS = ("transfer.plan",)

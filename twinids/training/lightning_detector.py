@@ -129,6 +129,9 @@ class LightningDetector:
         callbacks = [checkpointing, ModelCardCallback(job.card), *job.callbacks, *self._plain_step_canaries()]
         if self.select == "best" and self.cfg.callbacks.early_stopping is not None:
             callbacks.insert(0, instantiate(self.cfg.callbacks.early_stopping))
+        averaging = self.cfg.callbacks.get("weight_averaging")
+        if averaging is not None and averaging.get("decay") is not None:
+            callbacks.append(build(averaging, "callbacks.weight_averaging"))
         trainer = self._trainer(job, callbacks)
         try:
             trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=resume_from, weights_only=True)
