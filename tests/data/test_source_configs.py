@@ -33,6 +33,7 @@ KEYS = {
     "train_on",
     "train_half",
     "train_half_block",
+    "holdout_attacks",
     "drop_features",
 }
 

@@ -39,8 +39,8 @@ def test_every_shipped_table_plans_into_jobs_that_compose(name, quick, tmp_path)
     assert spec.stem == (f"{name}_quick" if quick else name)
 
 
-def test_the_shipped_tables_are_detection_privacy_cost_and_learned_twins():
-    assert {"detection", "privacy", "cost", "learned_twins"} <= set(table_names(tables_dir()))
+def test_the_shipped_tables_are_detection_privacy_cost_learned_twins_and_unseen():
+    assert {"detection", "privacy", "cost", "learned_twins", "unseen"} <= set(table_names(tables_dir()))
 
 
 def test_an_unknown_table_is_one_line_naming_the_tables(twinids_cli):

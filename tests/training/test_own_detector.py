@@ -162,6 +162,12 @@ def test_a_stored_card_from_before_checkpoint_selection_and_canaries_says_what_t
     last_session = {"name": "dp", "delta": 1e-6, "audit": {"canaries": 500, "seed": 3}}  # white-box canaries then
     card = ModelCard.from_dict({"config": {"privacy": last_session}, "overrides": [], "class_names": ["a"]}, Path("x"))
     assert card.config["privacy"]["audit"] == {"canaries": 500, "kind": "white_box", "seed": 3, "delta": 1e-6}
+    assert (
+        ModelCard.from_dict(
+            {"config": {"data": {"window": 5}}, "overrides": [], "class_names": ["a"]}, Path("x")
+        ).config["data"]["holdout_attacks"]
+        is None
+    )  # from before data.holdout_attacks: every attack type trained on
     no_audit = {"name": "none"}  # a non-private run from before the audit: no canaries
     card = ModelCard.from_dict({"config": {"privacy": no_audit}, "overrides": [], "class_names": ["a"]}, Path("x"))
     assert card.config["privacy"]["audit"]["canaries"] == 0

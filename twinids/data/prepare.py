@@ -44,6 +44,7 @@ class WindowSettings:
     scaler: str
     train_on: str
     drop_features: tuple[str, ...]
+    holdout_attacks: tuple[str, ...]  # attack types kept out of training and validation windows (test keeps them)
 
     def __post_init__(self) -> None:
         require_integer(self.window, "data.window", 1)
@@ -75,6 +76,7 @@ class WindowSettings:
             scaler=str(data_cfg.scaler),  # type: ignore[attr-defined]
             train_on=str(data_cfg.train_on),  # type: ignore[attr-defined]
             drop_features=tuple(str(c) for c in data_cfg.drop_features or ()),  # type: ignore[attr-defined]
+            holdout_attacks=_names(data_cfg.holdout_attacks, "data.holdout_attacks"),  # type: ignore[attr-defined]
         )
 
 
@@ -121,7 +123,9 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
 
     With `train_on="normal"` (the one-class protocol) the training split keeps only windows none of whose rows
     is attacked, and the encoder is fitted on normal training rows: a detector of normal behaviour never sees
-    an attack while it learns. Validation and test windows are kept whatever their rows.
+    an attack while it learns. Validation and test windows are kept whatever their rows. With `holdout_attacks`,
+    training and validation keep no window holding a row of those attack types and the encoder never sees one;
+    the test split keeps them, as attacks the detector never saw.
     """
     if frame.attrs.get(UNORDERED_ROWS) and settings.window > 1:
         raise TwinIDSError(
@@ -141,7 +145,9 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
         settings.test_devices,
     )
     check_splits_present(split)
-    train_mask = split == "train"
+    attack_names, row_attacks = _attack_codes(frame)
+    held_out = _held_out_rows(row_attacks, attack_names, settings.holdout_attacks)
+    train_mask = (split == "train") & ~held_out
     attacked = frame[LABEL].to_numpy() != 0
     encoder_rows = train_mask & ~attacked if settings.train_on == "normal" else train_mask
     if not encoder_rows.any():
@@ -152,12 +158,13 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
     rows = encoder.transform(frame[features])
 
     class_names, row_codes = _class_codes(frame, train_mask, settings.classes)
-    attack_names, row_attacks = _attack_codes(frame)
     segment = frame[SEGMENT].to_numpy() if SEGMENT in frame.columns else np.zeros(len(frame), dtype=np.int64)
     boundaries = run_boundaries(frame[DEVICE].to_numpy(dtype=object), segment, split)
     starts = window_starts(boundaries, settings.window, settings.stride)
     if settings.train_on == "normal":
-        starts = starts[(split[starts] != "train") | _all_normal(attacked, starts, settings.window)]
+        starts = starts[(split[starts] != "train") | _none_flagged(attacked, starts, settings.window)]
+    if held_out.any():
+        starts = starts[(split[starts] == "test") | _none_flagged(held_out, starts, settings.window)]
     split_of_window = split[starts]
     run_of_window = np.searchsorted(boundaries, starts, side="right") - 1
     by_split = {name: starts[split_of_window == name] for name in SPLITS}
@@ -206,10 +213,31 @@ def _kept_features(features: list[str], dropped: tuple[str, ...]) -> list[str]:
     return kept
 
 
-def _all_normal(attacked: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
-    """Whether each window starting at `starts` holds no attacked row."""
-    attacked_before = np.concatenate(([0], np.cumsum(attacked)))
-    return attacked_before[starts + window] == attacked_before[starts]
+def _none_flagged(flagged: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    """Whether each window starting at `starts` holds no flagged row (e.g. no attacked row)."""
+    flagged_before = np.concatenate(([0], np.cumsum(flagged)))
+    return flagged_before[starts + window] == flagged_before[starts]
+
+
+def _names(value: object, key: str) -> tuple[str, ...]:
+    """A config list of names (null: none), refusing a bare string, which would be read letter by letter."""
+    if value is None:
+        return ()
+    if isinstance(value, str) or not all(isinstance(item, str) for item in value):  # type: ignore[attr-defined]
+        raise TwinIDSError(f"{key} must be a list of names, e.g. {key}=[replay]; got {value!r}")
+    return tuple(value)  # type: ignore[arg-type]
+
+
+def _held_out_rows(row_attacks: np.ndarray, attack_names: list[str], held: tuple[str, ...]) -> np.ndarray:
+    """Which rows are of a held-out attack type; names the data lacks are refused, listing those it has."""
+    unknown = sorted(set(held) - set(attack_names[1:]))
+    if unknown:
+        raise TwinIDSError(
+            f"data.holdout_attacks names {unknown}, which are not attack types of this data; its attack types: "
+            f"{attack_names[1:]}"
+        )
+    codes = [attack_names.index(name) for name in held]
+    return np.isin(row_attacks, codes)
 
 
 def _no_normal_training(window: int) -> str:

@@ -41,6 +41,7 @@ def evaluate(
         provenance,
         quiet_libraries,
         quiet_tracking,
+        unseen_attack_recall,
     )
 
     quiet_tracking()
@@ -78,10 +79,11 @@ def evaluate(
             log_privacy(run, card.privacy)
             log_confusion(run, report.confusion, data.class_names)
             spread, single_class = prediction_spread(report.confusion, data.class_names)
-            run.log_metrics(spread)
-            run.set_tags(single_class)
+            unseen, unseen_types = unseen_attack_recall(report.metrics, data)
+            run.log_metrics({**spread, **unseen})
+            run.set_tags({**single_class, **unseen_types})
     return JobResult(
-        {**report.metrics, **spread},
+        {**report.metrics, **spread, **unseen},
         run.run_id,
         checkpoint,
         data.class_names,

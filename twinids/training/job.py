@@ -89,6 +89,37 @@ def prediction_spread(confusion: np.ndarray, class_names: list[str]) -> tuple[di
     return {"test/predicted_classes": float(len(predicted))}, tags
 
 
+UNSEEN_ATTACKS_TAG = "twinids.unseen_attacks"
+
+
+def unseen_attack_recall(metrics: Mapping[str, float], data: Any) -> tuple[dict[str, float], dict[str, str]]:
+    """`test/recall_unseen` and `test/recall_seen`: recall over the test windows of attack types that no training
+    window holds (held out with data.holdout_attacks, or new in the dataset's test file) and of the others, pooled
+    from the per-type recalls; and a tag listing the unseen types. Nothing when the test split has none."""
+    from twinids.models.metric_names import RECALL_PER_ATTACK
+
+    names = data.attack_names
+    trained = set(np.unique(data.attacks["train"]).tolist()) if len(data.starts.get("train", ())) else None
+    counts = np.bincount(data.attacks["test"], minlength=len(names))
+    pooled: dict[bool, list[float]] = {True: [0.0, 0.0], False: [0.0, 0.0]}  # unseen? -> [recalled, windows]
+    for code in range(1, len(names)):
+        recall = metrics.get(f"test/{RECALL_PER_ATTACK}/{names[code]}")
+        if trained is None or recall is None or not counts[code]:
+            continue
+        share = pooled[code not in trained]
+        share[0] += float(recall) * counts[code]
+        share[1] += float(counts[code])
+    if not pooled[True][1]:
+        return {}, {}
+    values = {
+        f"test/recall_{kind}": hit / total
+        for kind, (hit, total) in (("unseen", pooled[True]), ("seen", pooled[False]))
+        if total
+    }
+    unseen = [names[c] for c in range(1, len(names)) if counts[c] and c not in (trained or set())]
+    return values, {UNSEEN_ATTACKS_TAG: ",".join(unseen)}
+
+
 def log_confusion(run: Any, matrix: np.ndarray, class_names: list[str]) -> None:
     """Log the test confusion matrix as CSV and as a plot."""
     import matplotlib.pyplot as plt

@@ -73,8 +73,8 @@ _DETECTOR_CLASSES_BEFORE_TARGETS = {
 def _upgraded(config: dict[str, Any]) -> dict[str, Any]:
     """A stored config in today's form, saying what an older run did: its `model.detector: <word>` becomes its
     `_target_` node; without `callbacks.select` it tested the best checkpoint; without `privacy.audit` (or its
-    `kind` and `delta`) a run had no canaries, or white-box ones at the run's δ (so `--resume` and `eval` of runs
-    from before these settings work as they did)."""
+    `kind` and `delta`) a run had no canaries, or white-box ones at the run's δ; without `data.holdout_attacks` it
+    held none out (so `--resume` and `eval` of runs from before these settings work as they did)."""
     model = config.get("model")
     if isinstance(model, dict) and isinstance(model.get("detector"), str):
         target = _DETECTOR_CLASSES_BEFORE_TARGETS.get(model["detector"], model["detector"])
@@ -82,6 +82,9 @@ def _upgraded(config: dict[str, Any]) -> dict[str, Any]:
     callbacks = config.get("callbacks")
     if isinstance(callbacks, dict) and "select" not in callbacks:
         config = {**config, "callbacks": {**callbacks, "select": "best"}}
+    data = config.get("data")
+    if isinstance(data, dict) and "holdout_attacks" not in data:
+        config = {**config, "data": {**data, "holdout_attacks": None}}  # every attack type was trained on
     privacy = config.get("privacy")
     if isinstance(privacy, dict):
         delta = privacy.get("delta", 1.0e-5)  # a DP run's own δ; without canaries (all older non-private runs) unused

@@ -52,6 +52,7 @@ def train(
         prediction_spread,
         provenance,
         quiet_libraries,
+        unseen_attack_recall,
     )
     from twinids.training.model_card import ModelCard
 
@@ -92,12 +93,13 @@ def train(
             run.set_tags(job_tags(cfg, "train", privacy))
         log_confusion(run, report.confusion, data.class_names)
         spread, single_class = prediction_spread(report.confusion, data.class_names)
-        run.log_metrics(spread)
-        run.set_tags(single_class)
+        unseen, unseen_types = unseen_attack_recall(report.metrics, data)
+        run.log_metrics({**spread, **unseen})
+        run.set_tags({**single_class, **unseen_types})
         timings = {"fit_s": fitted - began, "test_s": tested - fitted, "epochs": float(detector.epochs_trained)}
         timings["train_windows_per_s"] = detector.windows_trained / timings["fit_s"]
         run.log_metrics({f"time/{name}": value for name, value in timings.items()})
         if cfg.tracking.log_checkpoint:
             run.log_file(checkpoint, CHECKPOINT_ARTIFACT_DIR)
-    metrics = {**report.metrics, **spread}
+    metrics = {**report.metrics, **spread, **unseen}
     return JobResult(metrics, run.run_id, checkpoint, data.class_names, report.confusion, privacy, timings)
