@@ -156,3 +156,19 @@ def test_audit_settings_that_cannot_be_honoured_are_refused_before_any_run(smoke
     cfg = smoke_config(tmp_path, *overrides)
     with pytest.raises(TwinIDSError, match=message):
         make_detector(cfg, build_windows(cfg.data))
+
+
+@pytest.mark.parametrize(
+    ("override", "switch"),
+    [
+        ("privacy.audit.kind=black_box", "privacy.audit.canaries"),
+        ("privacy.audit.seed=3", "privacy.audit.canaries"),
+        ("callbacks.weight_averaging.update_starting_at_epoch=2", "callbacks.weight_averaging.decay"),
+    ],
+)
+def test_a_setting_inside_a_switched_off_node_is_refused_not_ignored(smoke_config, tmp_path, override, switch):
+    cfg = smoke_config(tmp_path, override)
+    with pytest.raises(
+        TwinIDSError, match=rf"{override.split('=')[0]} is set, but {switch} is (0|None), so nothing reads"
+    ):
+        train(cfg, [override])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,27 @@ def check_job_settings(cfg: DictConfig) -> None:
             f"paths.output_dir={cfg.paths.output_dir} cannot be written ({existing} is not a writable folder); "
             "choose another folder"
         )
+
+
+def refuse_overrides_without_effect(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """Refuse an override inside a node that is switched off (INERT_WHEN_OFF: e.g. `privacy.audit.kind` while
+    `privacy.audit.canaries` is 0): it would be accepted and do nothing."""
+    from omegaconf import OmegaConf
+
+    from twinids.tracking.config_hash import INERT_WHEN_OFF
+
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        for node, switch in INERT_WHEN_OFF.items():
+            if (
+                key.startswith(f"{node}.")
+                and key != f"{node}.{switch}"
+                and not OmegaConf.select(cfg, f"{node}.{switch}")
+            ):
+                raise TwinIDSError(
+                    f"{key} is set, but {node}.{switch} is {OmegaConf.select(cfg, f'{node}.{switch}')}, so nothing "
+                    f"reads it; set {node}.{switch} too, or drop the setting"
+                )
 
 
 SINGLE_CLASS_TAG = "twinids.single_class_prediction"

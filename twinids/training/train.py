@@ -52,12 +52,14 @@ def train(
         prediction_spread,
         provenance,
         quiet_libraries,
+        refuse_overrides_without_effect,
         unseen_attack_recall,
     )
     from twinids.training.model_card import ModelCard
 
     cfg = copy.deepcopy(cfg)  # the detector may record what it resolved (e.g. a transfer plan) in the config
     require_complete(cfg)
+    refuse_overrides_without_effect(cfg, overrides)
     check_job_settings(cfg)
     hashed = hash_tags(cfg)  # config and repeat hash, of the config as composed, before a detector resolves anything
     data = build_windows(cfg.data)  # reads no global RNG; data mistakes surface before the slow Lightning import
