@@ -75,7 +75,9 @@ class LightningDetector:
         from twinids.privacy.canaries import InputCanaries
 
         if type(self.module).window_losses is DetectorModule.window_losses:
-            raise TwinIDSError(_NO_WINDOW_LOSSES.format(module=type(self.module).__name__, reader="black-box canaries"))
+            raise TwinIDSError(
+                _NO_WINDOW_LOSSES.format(module=type(self.module).__name__, reader="the black-box canary audit")
+            )
         labels = np.flatnonzero(data.class_counts("train")).tolist()
         canaries = InputCanaries(audit.count, data.window, data.n_features, labels, audit.seed)
         self.datamodule.add_training_windows(*canaries.training_windows())
@@ -246,7 +248,8 @@ class LightningDetector:
 
 
 _NO_WINDOW_LOSSES = (
-    "{module} defines no window_losses (DetectorModule.window_losses), which {reader} read: twinids cannot audit it"
+    "{module} defines no window_losses (DetectorModule.window_losses): {reader} needs each window's loss, so "
+    "twinids cannot audit it"
 )
 
 
