@@ -44,6 +44,45 @@ def test_guessing_no_better_than_chance_rules_out_nothing():
     assert audit_guesses(rng.normal(size=2000), included, 1e-5, (0.01, 0.1, 0.5))[0] == 0.0
 
 
+def test_guesses_go_both_ways_in_for_the_highest_scores_out_for_the_lowest():
+    included = np.array([True] * 50 + [False] * 50)
+    scores = np.where(included, 1.0, 0.0)
+    bound, guesses, right = audit_guesses(scores, included, 1e-5, (0.5, 1.0))
+    assert (guesses, right) == (100, 100)  # 50 "in" at the top and 50 "out" at the bottom, all right
+    assert bound == pytest.approx(epsilon_lower(100, 100, 100, 1e-5, 0.025))
+    flipped = audit_guesses(-scores, included, 1e-5, (0.5, 1.0))
+    assert flipped[0] == 0.0  # a ranking that is all wrong proves nothing
+
+
+def simulated_canaries(score: str, sigma: float = 1.0, q: float = 1 / 17, steps: int = 510):
+    """WhiteBoxCanaries on one 4000-coordinate tensor, released with Gaussian noise σ as DP-SGD's would be."""
+    from twinids.privacy.canaries import WhiteBoxCanaries
+
+    gradient = torch.zeros(4000)
+    canaries = WhiteBoxCanaries([gradient], 2000, 1.0, q, seed=7, noise=sigma, score=score)
+    noise = torch.Generator().manual_seed(11)
+    for _ in range(steps):
+        gradient.zero_()
+        canaries.step([gradient], 1.0, lambda: [gradient.add_(sigma * torch.randn(4000, generator=noise))])
+    return canaries
+
+
+def test_the_likelihood_ratio_score_finds_canaries_the_plain_sum_misses():
+    by_ratio = simulated_canaries("likelihood_ratio")
+    by_sum = simulated_canaries("sum")
+    assert torch.equal(by_ratio.included, by_sum.included)  # the same canaries and noise, two statistics
+    ratio, total = by_ratio.audit(1e-5)["epsilon_lower"], by_sum.audit(1e-5)["epsilon_lower"]
+    assert ratio > total + 0.3 and total > 1.0  # σ 1, q 1/17, 510 steps: about ε 8 in the accountant's terms
+
+
+def test_one_steps_likelihood_ratio_is_log_of_one_minus_q_plus_q_times_the_gaussian_ratio():
+    canaries = simulated_canaries("likelihood_ratio", sigma=0.8, steps=0)
+    residual = torch.tensor([-1.0, 0.0, 0.5, 1.0, 3.0], dtype=torch.float64)
+    q = 1 / 17
+    expected = torch.log(1 - q + q * torch.exp((residual - 0.5) / 0.8**2))
+    torch.testing.assert_close(canaries._step_score(residual), expected)
+
+
 DP = ["privacy=dp", "data.batch_size=256", "model.module.net.hidden_size=8", "trainer.max_epochs=3"]
 
 
@@ -98,13 +137,13 @@ def test_a_non_private_run_hides_no_white_box_canary_so_its_bound_is_the_most_it
 ):
     from twinids.privacy.canaries import GUESS_FRACTIONS
 
-    plain = ["model.module.net.hidden_size=8", "trainer.max_epochs=3", "trainer.limit_train_batches=1.0"]
+    # enough epochs that every included canary joins some step (else it scores 0, like an excluded one)
+    plain = ["model.module.net.hidden_size=8", "trainer.max_epochs=10", "trainer.limit_train_batches=1.0"]
     result = train(smoke_config(tmp_path, *plain, "privacy.audit.canaries=500"))
     run = mlflow_client(tmp_path).get_run(result.run_id)
     assert run.info.status == "FINISHED" and result.privacy is None
     guesses = int(run.data.params["audit.canary_guesses"])
-    assert int(run.data.params["audit.canary_guesses_right"]) == guesses  # every "in" guess right
-    # (an included canary that no step happened to sample scores 0 like an excluded one: a guess may stop short)
+    assert int(run.data.params["audit.canary_guesses_right"]) == guesses  # every "in" and "out" guess right
     bound = epsilon_lower(500, guesses, guesses, 1e-5, 0.05 / len(GUESS_FRACTIONS))
     assert run.data.metrics["audit/epsilon_lower"] == pytest.approx(bound) and bound > 2.5
 

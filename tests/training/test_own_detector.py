@@ -158,10 +158,17 @@ def test_a_stored_card_from_before_checkpoint_selection_and_canaries_says_what_t
     config = {"callbacks": {"monitor": "val/f1_macro"}, "privacy": {"name": "dp", "delta": 1e-5}}
     card = ModelCard.from_dict({"config": config, "overrides": [], "class_names": ["a"]}, Path("old.ckpt"))
     assert card.config["callbacks"]["select"] == "best"  # early stopping and the best epoch, as then
-    assert card.config["privacy"]["audit"] == {"canaries": 0, "kind": "white_box", "seed": 0, "delta": 1e-5}
+    old_audit = {"canaries": 0, "kind": "white_box", "seed": 0, "delta": 1e-5, "score": "sum"}
+    assert card.config["privacy"]["audit"] == old_audit
     last_session = {"name": "dp", "delta": 1e-6, "audit": {"canaries": 500, "seed": 3}}  # white-box canaries then
     card = ModelCard.from_dict({"config": {"privacy": last_session}, "overrides": [], "class_names": ["a"]}, Path("x"))
-    assert card.config["privacy"]["audit"] == {"canaries": 500, "kind": "white_box", "seed": 3, "delta": 1e-6}
+    assert card.config["privacy"]["audit"] == {
+        "canaries": 500,
+        "kind": "white_box",
+        "seed": 3,
+        "delta": 1e-6,
+        "score": "sum",
+    }
     assert (
         ModelCard.from_dict(
             {"config": {"data": {"window": 5}}, "overrides": [], "class_names": ["a"]}, Path("x")

@@ -11,6 +11,7 @@ from typing import Any
 from twinids.errors import TwinIDSError, require_integer, require_number
 
 CANARY_KINDS = ("white_box", "black_box")
+CANARY_SCORES = ("likelihood_ratio", "sum")  # how white-box canaries' per-step residuals add up under DP
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class CanaryAudit:
     kind: str  # white_box: gradients in the clipped sum before the noise | black_box: windows in the training data
     seed: int
     delta: float  # the lower bound's δ
+    score: str | None  # DP white-box canaries: likelihood_ratio | sum (None without noise: the sum is exact)
 
     @classmethod
     def from_config(cls, privacy_cfg: Any) -> CanaryAudit:
@@ -39,4 +41,7 @@ class CanaryAudit:
                 "lower bound is compared with the ε the run claims at its own δ (the default privacy.audit.delta: "
                 "${privacy.delta})"
             )
-        return cls(count, kind, seed, delta)
+        score = audit.get("score")  # only privacy=dp has noise to weigh, and the key
+        if privacy_cfg.name == "dp" and score not in CANARY_SCORES:
+            raise TwinIDSError(f"privacy.audit.score must be one of {list(CANARY_SCORES)}; got {score!r}")
+        return cls(count, kind, seed, delta, score)

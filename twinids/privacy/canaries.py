@@ -10,8 +10,11 @@ for the highest scores gives an ε lower bound (`twinids.privacy.one_run_bound`)
   before the noise; its score is the sum over steps of the released noisy sum at its coordinate less the training
   windows' clipped sum there, in units of C. DP-SGD's guarantee holds against an attacker who knows every other
   record, so subtracting what the other windows contributed is within its threat model, and it leaves exactly what
-  the mechanism must hide: the canary and the noise. The audit's power grows with q·√steps / σ. In a non-private
-  run nothing hides a canary: the score is exact, and the bound is the most m canaries can show.
+  the mechanism must hide: the canary and the noise. Each step's residual y is then 1 (joined) or 0 plus N(0, σ²),
+  and a canary's score adds up the steps' log-likelihood ratios of "included" (joins with probability q) against
+  "excluded", log(1 − q + q·exp((y − ½)/σ²)), the most powerful test of that pair (Neyman–Pearson), or plainly the
+  residuals (`score: sum`). In a non-private run nothing hides a canary: the summed residual counts its joins
+  exactly, and the bound is the most m canaries can show.
 - Black-box (`InputCanaries`): each canary is a window of random readings with a random label, added to the
   training data; its score is minus the trained model's loss on it. This measures what the released model gives
   away (the attacker sees only the model), so its bounds are far looser than white-box ones.
@@ -19,6 +22,7 @@ for the highest scores gives an ε lower bound (`twinids.privacy.one_run_bound`)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,9 +31,10 @@ import pytorch_lightning as pl
 import torch
 
 from twinids.errors import TwinIDSError
+from twinids.privacy.audit_settings import CANARY_SCORES
 from twinids.privacy.one_run_bound import audit_guesses
 
-GUESS_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # of m: how many "in" guesses are tried (union-bounded)
+GUESS_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # of m: how many guesses are tried (union-bounded)
 
 
 def canary_audit(scores: np.ndarray, included: np.ndarray, delta: float) -> dict[str, float]:
@@ -52,9 +57,21 @@ class WhiteBoxCanaries:
         clip: C, each canary's gradient norm (the per-window clipping bound under DP-SGD).
         sample_rate: q, each included canary's chance of joining a step.
         seed: picks the coordinates, which canaries are included, and their sampling.
+        noise: σ, the noise std in units of C (0: no noise, as in a non-private run).
+        score: "likelihood_ratio" (needs σ > 0) or "sum" of the per-step residuals.
     """
 
-    def __init__(self, params: list[torch.Tensor], count: int, clip: float, sample_rate: float, seed: int) -> None:
+    def __init__(
+        self,
+        params: list[torch.Tensor],
+        count: int,
+        clip: float,
+        sample_rate: float,
+        seed: int,
+        *,
+        noise: float,
+        score: str,
+    ) -> None:
         sizes = [p.numel() for p in params]
         if count > sum(sizes):
             raise TwinIDSError(
@@ -71,6 +88,9 @@ class WhiteBoxCanaries:
             for p in np.unique(owner)
         ]
         self.clip, self.sample_rate = float(clip), float(sample_rate)
+        if score not in CANARY_SCORES or (score == "likelihood_ratio" and noise <= 0):
+            raise ValueError(f"score must be one of {CANARY_SCORES} (likelihood_ratio with noise > 0); got {score!r}")
+        self.score, self.noise = score, float(noise)
         self.scores = torch.zeros(count, dtype=torch.float64)
         self.steps = 0
 
@@ -88,8 +108,17 @@ class WhiteBoxCanaries:
         released = release()
         for (index, flat, mine), before in zip(self.slots, known, strict=True):
             after = released[index].detach().reshape(-1)[flat].double().cpu()
-            self.scores[mine] += (after - before) / (self.clip * scale)
+            self.scores[mine] += self._step_score((after - before) / (self.clip * scale))
         self.steps += 1
+
+    def _step_score(self, residual: torch.Tensor) -> torch.Tensor:
+        """One step's evidence that each canary is in, from its residual (1 if it joined, else 0, plus noise)."""
+        if self.score == "sum":
+            return residual
+        q = self.sample_rate
+        return torch.logaddexp(
+            torch.full_like(residual, math.log1p(-q)), math.log(q) + (residual - 0.5) / self.noise**2
+        )
 
     def attach(self, optimizer: Any) -> None:
         """Wrap an Opacus DP optimiser's `add_noise`: canaries into the clipped sum before it, scores after it."""

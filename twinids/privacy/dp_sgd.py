@@ -134,6 +134,8 @@ class DPSGD:
                 self.settings.max_grad_norm,
                 self.sample_rate,
                 audit.seed,
+                noise=self.noise_multiplier,
+                score=audit.score,
             )
             self.canaries.attach(self.private.optimizer)
         return self.private.optimizer, self.private.criterion

@@ -1,9 +1,10 @@
 """The empirical ε lower bound of a one-run privacy audit (Steinke, Nasr, Jagielski, NeurIPS 2023, Appendix D).
 
-m canaries are each included in training with probability ½; an auditor guesses "in" for the r canaries with the
-highest scores and is right v times. Under (ε, δ)-DP, P[v or more right] ≤ P[Bin(r, e^ε/(1+e^ε)) ≥ v] + 2mδ·α,
-so every ε that makes the observed v less likely than β is ruled out: the largest such ε is the lower bound at
-confidence 1 − β. The same computation as `jax_privacy.auditing` (which needs jax, so it is not a dependency).
+m canaries are each included in training with probability ½; an auditor guesses "in" for the canaries with the
+highest scores and "out" for those with the lowest, r guesses in all, and is right v times. Under (ε, δ)-DP,
+P[v or more right] ≤ P[Bin(r, e^ε/(1+e^ε)) ≥ v] + 2mδ·α, so every ε that makes the observed v less likely than β
+is ruled out: the largest such ε is the lower bound at confidence 1 − β. The same computation as
+`jax_privacy.auditing` (which needs jax, so it is not a dependency).
 """
 
 from __future__ import annotations
@@ -46,16 +47,17 @@ def epsilon_lower(m: int, r: int, v: int, delta: float, beta: float = 0.05) -> f
 def audit_guesses(
     scores: np.ndarray, included: np.ndarray, delta: float, guess_fractions: Sequence[float], beta: float = 0.05
 ) -> tuple[float, int, int]:
-    """ε lower bound from canary scores: guess "in" for the top r canaries, for each r in `guess_fractions` of m,
-    each tested at β / (number of r) (a union bound, so taking the best r stays valid). Returns (ε, r, v)."""
+    """ε lower bound from canary scores: for each fraction f in `guess_fractions`, guess "in" for the f·m/2 highest
+    scores and "out" for the f·m/2 lowest (abstaining on the rest), each tested at β / (number of f) (a union bound,
+    so taking the best f stays valid). Returns (ε, r, v)."""
     m = len(scores)
     ranked = np.asarray(included, dtype=bool)[np.argsort(-np.asarray(scores), kind="stable")]
     level = beta / len(guess_fractions)
     best = (0.0, 0, 0)
     for fraction in guess_fractions:
-        r = max(1, round(fraction * m))
-        v = int(ranked[:r].sum())
-        bound = epsilon_lower(m, r, v, delta, level)
+        k = max(1, round(fraction * m / 2))
+        v = int(ranked[:k].sum()) + int((~ranked[m - k :]).sum())
+        bound = epsilon_lower(m, 2 * k, v, delta, level)
         if bound > best[0]:
-            best = (bound, r, v)
+            best = (bound, 2 * k, v)
     return best

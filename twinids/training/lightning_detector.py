@@ -92,8 +92,11 @@ class LightningDetector:
 
         params = [p for p in self.module.parameters() if p.requires_grad]
         steps_per_epoch = len(self.datamodule.loader("train", self.cfg.data.batch_size, shuffle=False))
-        # No clipping bound here and no noise: any gradient size C finds the canaries alike; 1.0 as under DP.
-        self.step_canaries = WhiteBoxCanaries(params, audit.count, 1.0, 1 / steps_per_epoch, audit.seed)
+        # No clipping bound here and no noise: any gradient size C finds the canaries alike (1.0, as under DP), and
+        # the summed residual counts each canary's joins exactly.
+        self.step_canaries = WhiteBoxCanaries(
+            params, audit.count, 1.0, 1 / steps_per_epoch, audit.seed, noise=0.0, score="sum"
+        )
         return [self.step_canaries.callback()]
 
     def _plan_privacy(self, cfg: DictConfig, data: WindowedData) -> Any:

@@ -89,5 +89,7 @@ def _upgraded(config: dict[str, Any]) -> dict[str, Any]:
     if isinstance(privacy, dict):
         delta = privacy.get("delta", 1.0e-5)  # a DP run's own δ; without canaries (all older non-private runs) unused
         audit = {"canaries": 0, "kind": "white_box", "seed": 0, "delta": delta, **privacy.get("audit", {})}
+        if privacy.get("name") == "dp" and "score" not in audit:
+            audit["score"] = "sum"  # white-box canaries' residuals were summed then
         config = {**config, "privacy": {**privacy, "audit": audit}}
     return config
