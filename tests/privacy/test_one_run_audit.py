@@ -208,6 +208,6 @@ def test_audit_settings_that_cannot_be_honoured_are_refused_before_any_run(smoke
 def test_a_setting_inside_a_switched_off_node_is_refused_not_ignored(smoke_config, tmp_path, override, switch):
     cfg = smoke_config(tmp_path, override)
     with pytest.raises(
-        TwinIDSError, match=rf"{override.split('=')[0]} is set, but {switch} is (0|None), so nothing reads"
+        TwinIDSError, match=rf"{override.split('=')[0]} is set, but {switch} is (0|null), so nothing reads"
     ):
         train(cfg, [override])

@@ -92,9 +92,10 @@ def refuse_overrides_without_effect(cfg: DictConfig, overrides: Sequence[str]) -
                 and key != f"{node}.{switch}"
                 and not OmegaConf.select(cfg, f"{node}.{switch}")
             ):
+                value = OmegaConf.select(cfg, f"{node}.{switch}")
                 raise TwinIDSError(
-                    f"{key} is set, but {node}.{switch} is {OmegaConf.select(cfg, f'{node}.{switch}')}, so nothing "
-                    f"reads it; set {node}.{switch} too, or drop the setting"
+                    f"{key} is set, but {node}.{switch} is {'null' if value is None else value}, so nothing reads "
+                    f"it; set {node}.{switch} too, or drop the setting"
                 )
 
 
@@ -115,8 +116,8 @@ UNSEEN_ATTACKS_TAG = "twinids.unseen_attacks"
 
 def unseen_attack_recall(metrics: Mapping[str, float], data: Any) -> tuple[dict[str, float], dict[str, str]]:
     """`test/recall_unseen` and `test/recall_seen`: recall over the test windows of attack types that no training
-    window holds (held out with data.holdout_attacks, or new in the dataset's test file) and of the others, pooled
-    from the per-type recalls; and a tag listing the unseen types. Nothing when the test split has none."""
+    window is labelled with (held out with data.holdout_attacks, or new in the dataset's test file) and of the
+    others, pooled from the per-type recalls; and a tag listing the unseen types. Nothing when there are none."""
     from twinids.models.metric_names import RECALL_PER_ATTACK
 
     names = data.attack_names
