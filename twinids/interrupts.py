@@ -83,10 +83,17 @@ def in_store_code(frame: FrameType | None) -> bool:
 
 
 def install_signal_handlers() -> None:
-    """Make SIGINT, SIGTERM and SIGHUP raise JobInterrupted in the main thread, outside database writes."""
+    """Make SIGINT, SIGTERM and SIGHUP raise JobInterrupted in the main thread, outside database writes.
+
+    The SIGALRM handler that redelivers a deferred signal is installed now too, not only when a signal is deferred:
+    Lightning's trainer notes every signal's handler when a fit starts and sets them all back when it ends, so a
+    handler installed during a fit would be replaced by the default one (which ends the process) while its timer
+    is still running.
+    """
     _Pending.signum, _Pending.ignoring = None, False
     for signum in HANDLED_SIGNALS:
         signal.signal(signum, _raise_interrupted)
+    signal.signal(signal.SIGALRM, _redeliver)
 
 
 @contextmanager

@@ -76,3 +76,17 @@ def test_a_signal_during_a_metric_write_waits_for_the_write_and_the_run_ends_kil
     assert sent and status(uri, run.run_id) == "KILLED"
     assert [m.value for m in MlflowClient(uri).get_metric_history(run.run_id, "train/loss")] == [1.0]
     assert time.monotonic() - began < 15  # well under SQLite's 20 s wait for a lock
+
+
+def test_the_redelivery_timer_survives_a_library_that_restores_every_handler_it_found(cli_signal_handlers):
+    # Lightning notes every signal's handler when a fit starts and sets them all back when it ends. A signal
+    # deferred during a fit armed a SIGALRM timer whose handler the fit's end replaced by the default one:
+    # `twinids tune` stopped by SIGTERM then died of SIGALRM (exit -14) without its line.
+    from pytorch_lightning.trainer.connectors.signal_connector import _SignalConnector
+
+    found_at_fit_start = _SignalConnector._get_current_signal_handlers()
+    signal.signal(signal.SIGALRM, lambda *_: None)  # anything set during the fit
+    for signum, handler in found_at_fit_start.items():  # the fit ends: everything as it was
+        if handler is not None:
+            signal.signal(signum, handler)
+    assert signal.getsignal(signal.SIGALRM) is not signal.SIG_DFL  # a timer left running cannot end the process
