@@ -124,3 +124,12 @@ def test_the_data_folder_in_a_tables_provenance_is_relative_to_where_reproduce_r
     monkeypatch.chdir(tmp_path / "repo")
     assert shown_path(str(tmp_path / "shared" / "datasets")) == "../shared/datasets"
     assert shown_path("data") == "data"
+
+
+def test_a_sqlite_store_in_a_tables_provenance_is_relative_and_a_server_stays_as_it_is(tmp_path, monkeypatch):
+    from twinids.launch.reproduce import shown_store
+
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    assert shown_store(f"sqlite:///{tmp_path / 'mlflow.db'}") == "sqlite:///../mlflow.db"
+    assert shown_store("http://mlflow-host:5000") == "http://mlflow-host:5000"

@@ -81,14 +81,23 @@ def reproduce_table(
     comparison = compare_runs(runs, spec.rows, spec.metrics, spec.mix_data)
     parents = [summary.parent_run_id for summary in summaries]
     data_root = shown_path(str(summaries[0].outcomes[0].job.config["data"].get("root", "")))
-    report = TableReport(spec, comparison, runs, parents, uri, settings.command, list(settings.overrides), data_root)
+    report = TableReport(
+        spec, comparison, runs, parents, shown_store(uri), settings.command, list(settings.overrides), data_root
+    )
     written = write_report(report, out_dir)
     return ReproduceResult(summaries, written)
 
 
+def shown_store(uri: str) -> str:
+    """A tracking URI as the table's provenance shows it: a SQLite file relative to where `reproduce` ran."""
+    from twinids.tracking.store import SQLITE_PREFIX
+
+    return SQLITE_PREFIX + shown_path(uri.removeprefix(SQLITE_PREFIX)) if uri.startswith(SQLITE_PREFIX) else uri
+
+
 def shown_path(path: str) -> str:
-    """A folder as the table's provenance shows it: relative to where `reproduce` ran, so that the results
-    committed to a repository name no folder of the machine that made them."""
+    """A folder or file as the table's provenance shows it (the data folder, a SQLite store): relative to where
+    `reproduce` ran, so that the results committed to a repository name no folder of the machine that made them."""
     return os.path.relpath(path) if os.path.isabs(path) else path
 
 
