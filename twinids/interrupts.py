@@ -10,7 +10,8 @@ its write lock held (SQLAlchemy closes it while a statement is still open, and S
 of such a "zombie" connection), so the write that marks the run KILLED waits for the lock and fails. A signal
 that arrives while the main thread is in SQLAlchemy, Alembic or MLflow's database store is delivered again
 moments later (by a SIGALRM timer, which lands at any point of the main thread, unlike a thread that runs when
-the main thread waits on SQLite), until the write in progress has ended (at most `DEFER_LIMIT_S`).
+the main thread waits on SQLite), until the write in progress has ended (at most `DEFER_LIMIT_S`). A signal
+that arrives inside a destructor (`__del__`, where Python drops any exception) waits the same way.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
         return
     if _Pending.signum is None:
         _Pending.signum, _Pending.since = signum, time.monotonic()
-    if in_store_code(frame) and time.monotonic() - _Pending.since < DEFER_LIMIT_S:
+    if (in_store_code(frame) or in_destructor(frame)) and time.monotonic() - _Pending.since < DEFER_LIMIT_S:
         signal.signal(signal.SIGALRM, _redeliver)
         signal.setitimer(signal.ITIMER_REAL, REDELIVER_AFTER_S)
         return
@@ -77,6 +78,15 @@ def in_store_code(frame: FrameType | None) -> bool:
     """Whether any frame of the stack belongs to a database layer (see `STORE_MODULES`)."""
     while frame is not None:
         if str(frame.f_globals.get("__name__", "")).startswith(STORE_MODULES):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def in_destructor(frame: FrameType | None) -> bool:
+    """Whether any frame of the stack is a `__del__`, where Python prints an exception and drops it."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False

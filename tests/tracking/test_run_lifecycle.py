@@ -90,3 +90,18 @@ def test_the_redelivery_timer_survives_a_library_that_restores_every_handler_it_
         if handler is not None:
             signal.signal(signum, handler)
     assert signal.getsignal(signal.SIGALRM) is not signal.SIG_DFL  # a timer left running cannot end the process
+
+
+def test_a_signal_that_lands_in_a_destructor_is_raised_after_it(cli_signal_handlers):
+    # Raised inside `__del__` (a Lightning profiler's, in CI), the exception was printed and dropped: the stopped
+    # `twinids tune` went on until Lightning's own SIGTERM handling ended it with the wrong exit code.
+    class SlowToDelete:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGHUP)
+            time.sleep(0.1)  # the redelivery timer fires while the destructor still runs
+
+    with pytest.raises(JobInterrupted):
+        SlowToDelete()  # deleted at once
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.01)

@@ -7,6 +7,7 @@ and logging stay in use.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,13 @@ class LightningDetector:
         trainer = self._trainer(job, callbacks)
         try:
             trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=resume_from, weights_only=True)
-        except SystemExit:
+        except SystemExit as stopped:
+            from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+            if isinstance(stopped, SIGTERMException):  # Lightning's own SIGTERM handler stopped the loop
+                from twinids.interrupts import JobInterrupted
+
+                raise JobInterrupted(signal.SIGTERM) from None
             if trainer.interrupted:  # Lightning turns a bare KeyboardInterrupt into sys.exit(1): undo that
                 raise KeyboardInterrupt from None
             raise
