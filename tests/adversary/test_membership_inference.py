@@ -165,6 +165,18 @@ def test_retraining_drift_ignores_where_runs_go_and_keys_gained_since_that_are_o
     assert retraining_drift(trained, gained_on) == ["callbacks.select"]
     changed = OmegaConf.create({"data": {"window": 10}, "seed": 1})
     assert retraining_drift(trained, changed) == ["data.window"]
+    # nodes gained since that are switched off (an audit without canaries, no weight averaging) train nothing
+    gained_off = OmegaConf.create(
+        {
+            "data": {"window": 20},
+            "seed": 1,
+            "privacy": {"audit": {"canaries": 0, "kind": "white_box", "score": "likelihood_ratio"}},
+            "callbacks": {"weight_averaging": {"_target_": "pytorch_lightning.callbacks.EMAWeightAveraging"}},
+        }
+    )
+    assert retraining_drift(trained, gained_off) == []
+    gained_canaries = OmegaConf.create({"data": {"window": 20}, "seed": 1, "privacy": {"audit": {"canaries": 5}}})
+    assert retraining_drift(trained, gained_canaries) == ["privacy.audit.canaries"]
 
 
 def test_lira_without_its_shadows_is_refused(forest_run):

@@ -19,16 +19,21 @@ UNTRAINED = ("tracking", "paths", "run_name")  # where runs are written, not wha
 def retraining_drift(trained: dict[str, Any], recomposed: DictConfig) -> list[str]:
     """Dotted keys that training again from the recorded overrides would set otherwise than the run had them.
 
-    Where runs are written is not drift; neither is a key configs/ gained since that is null (off), as in the
-    config hash. A key gained since with a value, or one the run had and configs/ lost, is.
+    Where runs are written is not drift; neither is a key configs/ gained since that is null (off), nor a node
+    switched off in both (INERT_WHEN_OFF: an audit without canaries), as in the config hash. A key gained since with
+    a value, or one the run had and configs/ lost, is.
     """
+    from twinids.tracking.config_hash import switched_off
     from twinids.training.evaluate import config_drift, flat_settings
 
     had, now = flat_settings(trained), flat_settings(OmegaConf.to_container(recomposed, resolve=True))
+    inert = switched_off(had) & switched_off(now)
     return [
         key
         for key in config_drift(trained, recomposed, [])
-        if key.split(".")[0] not in UNTRAINED and (key in had or now.get(key) is not None)
+        if key.split(".")[0] not in UNTRAINED
+        and (key in had or now.get(key) is not None)
+        and not any(key == node or key.startswith(node + ".") for node in inert)
     ]
 
 

@@ -95,10 +95,15 @@ def repeat_settings(params: Mapping[str, object]) -> dict[str, str]:
         if text in UNSET_VALUES or is_seed_key(key) or _under(key, NOT_REPEAT_SETTINGS):
             continue
         settings[key] = _canonical_text(text)
-    for node, switch in INERT_WHEN_OFF.items():
-        if settings.get(f"{node}.{switch}", "0") == "0":
-            settings = {key: value for key, value in settings.items() if not _under(key, frozenset((node,)))}
-    return settings
+    off = switched_off(settings)
+    return {key: value for key, value in settings.items() if not _under(key, off)}
+
+
+def switched_off(settings: Mapping[str, object]) -> frozenset[str]:
+    """The INERT_WHEN_OFF nodes whose switch is off (0, unset, or absent) in flat dotted `settings`."""
+    return frozenset(
+        node for node, switch in INERT_WHEN_OFF.items() if str(settings.get(f"{node}.{switch}")) in ("0", *UNSET_VALUES)
+    )
 
 
 def is_seed_key(key: str) -> bool:
