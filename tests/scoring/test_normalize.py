@@ -150,3 +150,24 @@ def test_a_span_that_is_not_a_positive_integer_is_refused(span):
 def test_groups_of_another_length_than_the_scores_are_refused():
     with pytest.raises(TwinIDSError, match="one device per score"):
         smooth([1.0, 2.0, 3.0], groups=[0, 0], span=2)
+
+
+@pytest.mark.parametrize("kind", ["zscore", "mahalanobis"])
+def test_the_torch_score_a_white_box_attacker_descends_is_the_score_the_detector_alarms_on(kind):
+    rng = np.random.default_rng(0)
+    scorer = ResidualScorer(kind).fit(rng.normal(size=(200, 2, 3)))
+    residuals = rng.normal(size=(7, 2, 3)) * 3
+    differentiable = torch.tensor(residuals, requires_grad=True)
+    scores = scorer.torch_score(differentiable)
+    np.testing.assert_allclose(scores.detach().numpy(), scorer.score(residuals), rtol=1e-10)
+    scores.sum().backward()
+    assert differentiable.grad is not None and differentiable.grad.abs().sum() > 0
+
+
+def test_differentiable_smoothing_is_the_causal_smoothing_within_each_device():
+    from twinids.scoring.normalize import smooth_differentiable
+
+    scores = np.array([1.0, 5.0, 2.0, 8.0, 3.0, 4.0, 9.0])
+    groups = np.array([0, 1, 0, 1, 0, 0, 1])
+    smoothed = smooth_differentiable(torch.tensor(scores), groups, 3)
+    np.testing.assert_allclose(smoothed.numpy(), smooth(scores, groups, 3))

@@ -89,6 +89,8 @@ class WindowedData:
     per window, the index of its run (a stretch of one device's readings in one segment and split): windows of
     one group are consecutive in time, so episodes and smoothing never cross devices. `source_files`
     names the files the data came from (empty for generated data), for the run's data fingerprint.
+    `row_attacks` and `row_times` say, per row, its attack type and time: what an attacker who rewrites
+    readings (`twinids attack`) needs to know of them.
     """
 
     rows: np.ndarray
@@ -102,6 +104,8 @@ class WindowedData:
     groups: dict[str, np.ndarray] = field(default_factory=dict)
     devices: dict[str, list[str]] = field(default_factory=dict)
     source_files: tuple[str, ...] = ()
+    row_attacks: np.ndarray | None = None  # per row: index into `attack_names` (0 = normal), for attacks on rows
+    row_times: np.ndarray | None = None  # per row: the frame's time value, for attacks that replay by phase
 
     @property
     def n_features(self) -> int:
@@ -199,6 +203,8 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
         attack_names,
         groups,
         devices,
+        row_attacks=row_attacks,
+        row_times=frame[TIME].to_numpy(),
     )
 
 

@@ -121,6 +121,15 @@ class ClassifierModule(DetectorModule):
         """Each window's weighted total loss (cross-entropy plus auxiliary terms), as training minimised it."""
         return self.criterion.terms(self.net(windows), targets)["total"]
 
+    def alarm_score(self, windows: torch.Tensor) -> torch.Tensor:
+        """The likeliest attack class's logit minus the normal logit: above 0 exactly when an attack is predicted."""
+        logits, _ = split_output(self.net(windows))
+        return (logits[:, 1:].max(dim=1).values - logits[:, 0]).to(torch.float64)
+
+    def alarm_rule(self) -> tuple[int, float]:
+        """No smoothing; an alarm when the margin is above 0."""
+        return 1, 0.0
+
     def scores(self, output: Any) -> WindowScores:
         """Softmax probabilities; score 1 − P(normal); the most probable class."""
         logits, _ = split_output(output)

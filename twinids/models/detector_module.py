@@ -90,6 +90,15 @@ class DetectorModule(pl.LightningModule):
         """Each window's training loss `(batch,)`: what a membership-inference attacker thresholds."""
         raise NotImplementedError
 
+    def alarm_score(self, windows: torch.Tensor) -> torch.Tensor:
+        """Each window's raw alarm score `(batch,)`, differentiable in the windows (see `alarm_rule`)."""
+        raise NotImplementedError
+
+    def alarm_rule(self) -> tuple[int, float]:
+        """(smooth, threshold): a window alarms when the causal mean of `alarm_score` over the last `smooth`
+        windows of its run is above `threshold`."""
+        raise NotImplementedError
+
     # -- shared machinery -------------------------------------------------------------------------------
     def forward(self, windows: torch.Tensor) -> Any:
         """The net's output for a batch of windows."""

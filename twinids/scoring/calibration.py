@@ -39,6 +39,10 @@ class ErrorRatioScorer:
         """Each error divided by the normal mean, shape (windows,)."""
         return np.asarray(errors, dtype=np.float64).reshape(-1) / self.mean
 
+    def torch_score(self, errors: torch.Tensor) -> torch.Tensor:
+        """`score` as a differentiable torch function (float64), for white-box attackers."""
+        return errors.to(torch.float64).reshape(-1) / self.mean
+
     def state_dict(self) -> dict[str, Any]:
         """The fitted mean, as plain types."""
         return {"kind": self.kind, "mean": self.mean}

@@ -115,6 +115,22 @@ class ResidualScorer:
         squared = np.einsum("nd,de,ne->n", centred, self.precision, centred)
         return np.maximum(squared, 0.0) / centred.shape[1]
 
+    def torch_score(self, residuals: torch.Tensor) -> torch.Tensor:
+        """`score` as a differentiable torch function of the residuals (float64): what a white-box attacker
+        descends to hide a window."""
+        if not self.fitted:
+            raise TwinIDSError("the residual scorer is not fitted: call fit(normal_residuals) first.")
+        values = residuals.to(torch.float64)
+        values = values[:, None, :] if values.ndim == 2 else values
+        if tuple(values.shape[1:]) != self.shape:
+            raise TwinIDSError(f"residuals have (steps, features) = {tuple(values.shape[1:])}, not {self.shape}")
+        mean = torch.as_tensor(self.mean, dtype=torch.float64)
+        if self.kind == "zscore":
+            return ((values - mean) / torch.as_tensor(self.std, dtype=torch.float64)).square().mean(dim=(1, 2))
+        centred = values.reshape(len(values), -1) - mean
+        squared = torch.einsum("nd,de,ne->n", centred, torch.as_tensor(self.precision, dtype=torch.float64), centred)
+        return squared.clamp(min=0.0) / centred.shape[1]
+
     def state_dict(self) -> dict[str, object]:
         """The fitted statistics as plain str/int/float lists, loadable with ``torch.load(weights_only=True)``."""
         if not self.fitted:
@@ -171,13 +187,8 @@ def smooth(
     """
     values = np.asarray(scores, dtype=np.float64)
     require_integer(int(span) if isinstance(span, np.integer) else span, "scorer.smooth", 1)
-    codes = np.zeros(len(values), dtype=np.int64) if groups is None else _group_codes(groups, len(values))
-    order = np.argsort(codes, kind="stable")
-    in_order, sorted_codes = values[order], codes[order]
-    first = np.ones(len(values), dtype=bool)
-    first[1:] = sorted_codes[1:] != sorted_codes[:-1]
-    group_start = np.maximum.accumulate(np.where(first, np.arange(len(values)), 0))
-    position = np.arange(len(values)) - group_start
+    order, position = _order_in_groups(groups, len(values))
+    in_order = values[order]
     total, count = in_order.copy(), np.ones(len(values))
     # A loop over lags (span is short), not a cumulative sum: a huge score would wipe out later precision.
     for lag in range(1, span):
@@ -187,6 +198,30 @@ def smooth(
     smoothed = np.empty_like(values)
     smoothed[order] = total / count
     return smoothed
+
+
+def smooth_differentiable(scores: torch.Tensor, groups: np.ndarray | None, span: int) -> torch.Tensor:
+    """`smooth` on a torch tensor, differentiable: the smoothed scores a white-box attacker must keep low."""
+    order, position = _order_in_groups(groups, len(scores))
+    in_order = scores[torch.from_numpy(order)]
+    total, count = in_order, np.ones(len(scores))
+    for lag in range(1, span):
+        later = np.flatnonzero(position >= lag)
+        total = total.index_add(0, torch.from_numpy(later), in_order[torch.from_numpy(later - lag)])
+        count[later] += 1
+    smoothed = total / torch.from_numpy(count).to(total.dtype)
+    return smoothed[torch.from_numpy(np.argsort(order, kind="stable"))]
+
+
+def _order_in_groups(groups: np.ndarray | Sequence[Hashable] | None, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stable order that puts each group's entries together, and each entry's position within its group."""
+    codes = np.zeros(length, dtype=np.int64) if groups is None else _group_codes(groups, length)
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    first = np.ones(length, dtype=bool)
+    first[1:] = sorted_codes[1:] != sorted_codes[:-1]
+    group_start = np.maximum.accumulate(np.where(first, np.arange(length), 0))
+    return order, np.arange(length) - group_start
 
 
 def _as_residuals(residuals: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -9,6 +9,7 @@ nothing else of `twinids.training`, so detectors (ours or a researcher's own pac
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -19,6 +20,8 @@ from omegaconf import DictConfig
 from twinids.errors import TwinIDSError, first_line
 
 if TYPE_CHECKING:
+    import torch
+
     from twinids.data.prepare import WindowedData
     from twinids.tracking.run import TrackedRun
     from twinids.training.model_card import ModelCard
@@ -113,6 +116,37 @@ def require_auditable(detector: Detector, name: str) -> Auditable:
         raise TwinIDSError(
             f"model '{name}' offers no per-window loss (Auditable.window_losses), which a membership-inference "
             "attack reads; twinids audit cannot attack it"
+        )
+    return detector  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class AlarmScore:
+    """A detector's alarm as a differentiable function of its windows: what a white-box attacker descends.
+
+    A window alarms when the causal mean of `score` over the last `smooth` windows of its run is above
+    `threshold` (a classifier: `smooth` 1, and its score is the margin of the likeliest attack class over normal).
+    """
+
+    score: Callable[[torch.Tensor], torch.Tensor]  # windows (n, time, features) -> (n,) raw scores, float64
+    smooth: int
+    threshold: float
+
+
+class Concealable(Protocol):
+    """A detector whose alarm is differentiable in its input: `twinids attack --method iterative` attacks it."""
+
+    def alarm_score(self) -> AlarmScore:
+        """The loaded detector's alarm rule, with a score torch can differentiate through."""
+        ...
+
+
+def require_concealable(detector: Detector, name: str) -> Concealable:
+    """The detector, if its alarm is differentiable; else one error line naming the attacks that need no gradient."""
+    if not callable(getattr(detector, "alarm_score", None)):
+        raise TwinIDSError(
+            f"model '{name}' has no differentiable alarm (Concealable.alarm_score), which the white-box iterative "
+            "attack descends; attack it with --method replay or --method learned (black-box)"
         )
     return detector  # type: ignore[return-value]
 

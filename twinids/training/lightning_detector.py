@@ -21,6 +21,7 @@ from twinids.data.datamodule import WindowDataModule
 from twinids.data.prepare import WindowedData
 from twinids.errors import TwinIDSError
 from twinids.models.build import build_net
+from twinids.models.detector_module import DetectorModule
 from twinids.training.checkpoint_io import TORCH_SUFFIX, load_torch_checkpoint, save_torch_checkpoint
 from twinids.training.detector import JobContext, Supports, TestReport
 from twinids.training.model_card import CARD_KEY, ModelCard
@@ -72,7 +73,6 @@ class LightningDetector:
         audit = self.canary_audit
         if audit is None or not audit.count or audit.kind != "black_box":
             return None
-        from twinids.models.detector_module import DetectorModule
         from twinids.privacy.canaries import InputCanaries
 
         if type(self.module).window_losses is DetectorModule.window_losses:
@@ -239,6 +239,17 @@ class LightningDetector:
         targets = torch.as_tensor(data.targets[split][indices], dtype=torch.long)
         return self._module_losses(windows, targets)
 
+    def alarm_score(self) -> Any:
+        """The loaded module's alarm rule with a differentiable score (eval mode; weights frozen)."""
+        from twinids.training.detector import AlarmScore
+
+        if type(self.module).alarm_score is DetectorModule.alarm_score:
+            raise TwinIDSError(f"{type(self.module).__name__} has no alarm_score (the iterative attack needs one)")
+        self.module.eval()
+        self.module.requires_grad_(False)
+        smooth, threshold = self.module.alarm_rule()
+        return AlarmScore(self.module.alarm_score, smooth, threshold)
+
     def privacy_summary(self) -> dict[str, Any] | None:
         """ε and the DP-SGD settings spent by the training run (None without privacy)."""
         return None if self.privacy is None else self.privacy.summary()
@@ -294,8 +305,6 @@ def _checkpoint_selection(callbacks_cfg: Any, trainer_cfg: Any) -> str:
 
 def _check_single_optimizer(module: Any) -> None:
     """DP-SGD privatises the one optimiser `DetectorModule.configure_optimizers` builds; refuse anything else."""
-    from twinids.models.detector_module import DetectorModule
-
     optimizers = module.configure_optimizers()
     if type(module).configure_optimizers is not DetectorModule.configure_optimizers or not isinstance(
         optimizers, torch.optim.Optimizer

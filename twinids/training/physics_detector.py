@@ -22,7 +22,7 @@ from twinids.errors import TwinIDSError
 from twinids.models.metrics import DetectionMetrics
 from twinids.scoring.calibration import residual_calibration
 from twinids.training.checkpoint_io import TORCH_SUFFIX, load_torch_checkpoint, save_torch_checkpoint
-from twinids.training.detector import JobContext, Supports, TestReport
+from twinids.training.detector import AlarmScore, JobContext, Supports, TestReport
 from twinids.training.model_card import CARD_KEY
 
 CALIBRATION_KEY = "twinids_calibration"
@@ -80,6 +80,16 @@ class PhysicsResidualDetector:
         metrics, confusion = self._metrics(scores, data, "test")
         job.run.log_metrics(metrics, step=0)
         return TestReport(metrics, confusion)
+
+    def alarm_score(self) -> AlarmScore:
+        """The calibrated score of the residual columns, differentiable in the windows."""
+
+        def score(windows: torch.Tensor) -> torch.Tensor:
+            residuals = windows[:, :, self.columns]
+            scored = residuals if self.last_steps is None else residuals[:, -self.last_steps :]
+            return self.calibration.scorer.torch_score(scored)
+
+        return AlarmScore(score, self.calibration.smooth, float(self.calibration.threshold))
 
     def privacy_summary(self) -> dict[str, Any] | None:
         """Nothing is trained, so no privacy is spent."""

@@ -92,6 +92,16 @@ class OneClassModule(DetectorModule):
         """Each window's loss against itself (labels play no part, as in training)."""
         return self.criterion.per_window(self.net(windows), windows)
 
+    def alarm_score(self, windows: torch.Tensor) -> torch.Tensor:
+        """The fitted scorer's score of each window's deviations (before smoothing), differentiable."""
+        return self.calibration.scorer.torch_score(self.deviations(self.net(windows), windows))
+
+    def alarm_rule(self) -> tuple[int, float]:
+        """The fitted calibration's smoothing span and threshold."""
+        if not self.calibration.fitted:
+            raise TwinIDSError("no fitted threshold: attack a one-class checkpoint saved after validation")
+        return self.calibration.smooth, float(self.calibration.threshold)
+
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> Any:
         windows = batch[0]
         # Labels never reach training: the target of a one-class net is its own window.
@@ -194,6 +204,26 @@ class PredictionModule(OneClassModule):
         """Residuals of the predicted steps (the last `last_steps` of them when set), (batch, steps, features)."""
         residuals = prediction_residuals(output, windows)
         return residuals if self.last_steps is None else residuals[:, -self.last_steps :]
+
+
+class ResidualsAndReadingsModule(PredictionModule):
+    """A `PredictionModule` whose scorer reads each predicted step's readings beside its residuals.
+
+    A defence against concealment: an attacker who rewrites some channels so that they agree with the twin's
+    prediction (small residuals) must also keep them consistent with the channels it does not control, because
+    the Mahalanobis scorer (`scorer.kind=mahalanobis`) fits the joint normal distribution of residuals and readings.
+    The net must predict every feature of the window (forecaster, autoencoder).
+    """
+
+    def deviations(self, output: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """Residuals and readings of the scored steps, side by side: (batch, steps, 2 x features)."""
+        residuals = super().deviations(output, windows)
+        if residuals.shape[-1] != windows.shape[-1]:
+            raise TwinIDSError(
+                f"{type(self).__name__} needs a net predicting every feature ({windows.shape[-1]}); this one predicts "
+                f"{residuals.shape[-1]}"
+            )
+        return torch.cat([residuals, windows[:, -residuals.shape[1] :, :]], dim=-1)
 
 
 class ErrorTermModule(OneClassModule):
