@@ -196,7 +196,9 @@ def reproduce_command(
     spec = load_table(table, quick, folder)
     command = "twinids " + shlex.join(["reproduce", table, *(["--quick"] if quick else []), *(overrides or [])])
     settings = ReproduceSettings(overrides or [], jobs, launcher, force, tracking_uri, command)
-    result = reproduce_table(spec, settings, out or folder / "results", lambda outcome: typer.echo(outcome.line()))
+    result = reproduce_table(
+        spec, settings, out or folder / "results", lambda outcome: typer.echo(outcome.line()), typer.echo
+    )
     for summary in result.summaries:
         typer.echo(summary.line())
     typer.echo("wrote " + ", ".join(str(path) for path in result.written))

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from twinids.adversary.attack_job import ATTACK_JOB
 from twinids.errors import TwinIDSError
 from twinids.launch.sweep import SweepSettings, SweepSummary, run_sweep
 from twinids.launch.sweep_jobs import FINISHED, SKIPPED, JobOutcome
@@ -48,6 +49,7 @@ def reproduce_table(
     settings: ReproduceSettings,
     out_dir: Path,
     on_outcome: Callable[[JobOutcome], None] = lambda outcome: None,
+    on_attack: Callable[[str], None] = lambda line: None,
 ) -> ReproduceResult:
     """Run the table's sweeps (only the missing jobs), then write `<out_dir>/<stem>.md|.csv|.tex` (and its figure).
 
@@ -76,7 +78,13 @@ def reproduce_table(
     uri, experiment = _store_of(summaries[0])
     for audit_overrides in spec.audits:
         audit_missing(run_ids, audit_overrides, uri, settings.parallel_jobs)
-    selection = RunSelection(experiment, filter="attributes.run_id IN (" + ", ".join(f"'{r}'" for r in run_ids) + ")")
+    if spec.attacks:
+        run_ids = attacks_missing(run_ids, spec.attacks, uri, on_attack)
+        if not run_ids:
+            raise TwinIDSError(f"table '{spec.name}': no attack finished, so there is nothing to tabulate")
+    job = {"twinids.job": ATTACK_JOB} if spec.attacks else {}
+    listed = ", ".join(f"'{r}'" for r in run_ids)
+    selection = RunSelection(experiment, tags=job, filter=f"attributes.run_id IN ({listed})")
     runs = load_runs(selection, uri)
     comparison = compare_runs(runs, spec.rows, spec.metrics, spec.mix_data)
     parents = [summary.parent_run_id for summary in summaries]
@@ -113,6 +121,40 @@ def audit_missing(run_ids: Sequence[str], overrides: Sequence[str], tracking_uri
     for run_id in run_ids:
         if f"audit/{attack}/mia_auc" not in client.get_run(run_id).data.metrics:
             audit(run_id, overrides, tracking_uri, parallel_jobs)
+
+
+def attacks_missing(
+    run_ids: Sequence[str], attacks: Sequence[Sequence[str]], tracking_uri: str, report: Callable[[str], None]
+) -> list[str]:
+    """Run every attack the table asks for on every run where the store holds no finished one; the attack runs.
+
+    Each attack's seed (which channels it controls) is the detector run's seed unless the table sets one, so the
+    seeds of a cell vary both. An attack the detector cannot take (white-box on a random forest) is reported and
+    left out: its cell stays empty.
+    """
+    import mlflow
+
+    from twinids.adversary.attack_job import conceal_run, finished_attack  # (module import is light)
+    from twinids.launch.sweep_plan import expand_sweep
+
+    client = mlflow.tracking.MlflowClient(tracking_uri)
+    attack_runs = []
+    for run_id in run_ids:
+        seed = client.get_run(run_id).data.params.get("seed", "0")
+        for sweep in attacks:
+            for overrides in expand_sweep(sweep):
+                if not any(o.split("=", 1)[0] == "seed" for o in overrides):
+                    overrides = [*overrides, f"seed={seed}"]
+                found = finished_attack(run_id, overrides, tracking_uri)
+                if found is None:
+                    try:
+                        found = conceal_run(run_id, overrides, tracking_uri).run_id
+                    except TwinIDSError as error:
+                        report(f"attack {' '.join(overrides)} on {run_id}: not run ({error})")
+                        continue
+                    report(f"attack {' '.join(overrides)} on {run_id}: run {found}")
+                attack_runs.append(found)
+    return sorted(attack_runs)
 
 
 def _store_of(summary: SweepSummary) -> tuple[str, str]:

@@ -50,6 +50,12 @@ class TableReport:
             f"tracking store: {self.tracking_uri}; sweep parent runs: {', '.join(self.parent_run_ids)}",
             "equivalent commands: " + "; ".join(f"`{c}`" for c in self.spec.sweep_commands(self.overrides)),
         ]
+        if self.spec.attacks:
+            attacks = "; ".join(f"`twinids attack RUN_ID {' '.join(a)}`" for a in self.spec.attacks)
+            lines.append(
+                f"then, on every run of those sweeps (RUN_ID; the attack's seed is the run's unless given): {attacks} "
+                "(each value of a comma list one attack); the rows are the attack runs"
+            )
         return lines
 
 

@@ -8,6 +8,9 @@ rows: [data.name, model.name] # config keys: one row per combination (seeds are 
 metrics: [test/accuracy, test/f1_macro]   # one column each
 figure: {metric: test/f1_macro, x: privacy.target_epsilon}   # optional: compare's plot of one metric
 mix_data: true                # average runs made from different data (the simulator draws new data per seed)
+audits: [[attack=lira]]       # optional: `twinids audit` run on every run (figures added to those runs)
+attacks: [["attack=replay,iterative", "sensors=2,all"]]  # optional: `twinids attack` on every run; the table
+                              # is made of the attack runs (attack seed: the detector's, unless given)
 quick:                        # a variant that runs in minutes: replaces sweeps (and caption, if given)
   sweeps: [["experiment=smoke", "data=synthetic_twin", "model=lstm,random_forest", "seed=0"]]
 ```
@@ -23,7 +26,7 @@ from typing import Any
 from twinids.errors import TwinIDSError
 
 TABLES_DIR = "experiments"
-KNOWN_KEYS = {"caption", "sweeps", "rows", "metrics", "figure", "mix_data", "quick", "audits"}
+KNOWN_KEYS = {"caption", "sweeps", "rows", "metrics", "figure", "mix_data", "quick", "audits", "attacks"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class TableSpec:
     quick: bool
     mix_data: bool = False
     audits: list[list[str]] = field(default_factory=list)  # `twinids audit` overrides run on every run of the table
+    # `twinids attack` overrides (sweep syntax) run on every run of the sweeps; the table is made of the attack runs
+    attacks: list[list[str]] = field(default_factory=list)
 
     @property
     def stem(self) -> str:
@@ -99,7 +104,8 @@ def load_table(name: str, quick: bool = False, folder: Path | None = None) -> Ta
         figure=None if figure is None else {"metric": str(figure["metric"]), "x": str(figure.get("x", _X))},
         quick=quick,
         mix_data=bool(variant.get("mix_data", False)),
-        audits=_audits(path, variant.get("audits", [])),
+        audits=_override_lists(path, "audits", "twinids audit", variant.get("audits", [])),
+        attacks=_override_lists(path, "attacks", "twinids attack", variant.get("attacks", [])),
     )
 
 
@@ -112,10 +118,10 @@ def _sweeps(path: Path, value: Any) -> list[list[str]]:
     return [[str(item) for item in sweep] for sweep in value]
 
 
-def _audits(path: Path, value: Any) -> list[list[str]]:
-    if not isinstance(value, list) or not all(isinstance(audit, list) for audit in value):
-        raise TwinIDSError(f"{path}: audits must be a list of `twinids audit` override lists, e.g. [[attack=lira]]")
-    return [[str(item) for item in audit] for audit in value]
+def _override_lists(path: Path, key: str, command: str, value: Any) -> list[list[str]]:
+    if not isinstance(value, list) or not all(isinstance(overrides, list) for overrides in value):
+        raise TwinIDSError(f"{path}: {key} must be a list of `{command}` override lists, e.g. [[seed=1]]")
+    return [[str(item) for item in overrides] for overrides in value]
 
 
 def _strings(path: Path, key: str, value: Any) -> list[str]:
