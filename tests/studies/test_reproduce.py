@@ -39,8 +39,8 @@ def test_every_shipped_table_plans_into_jobs_that_compose(name, quick, tmp_path)
     assert spec.stem == (f"{name}_quick" if quick else name)
 
 
-def test_the_shipped_tables_are_detection_privacy_cost_learned_twins_and_unseen():
-    assert {"detection", "privacy", "cost", "learned_twins", "unseen"} <= set(table_names(tables_dir()))
+def test_the_shipped_tables_are_detection_privacy_cost_learned_twins_unseen_and_robustness():
+    assert {"detection", "privacy", "cost", "learned_twins", "unseen", "robustness"} <= set(table_names(tables_dir()))
 
 
 def test_an_unknown_table_is_one_line_naming_the_tables(twinids_cli):
@@ -92,10 +92,46 @@ def test_a_table_runs_its_jobs_then_writes_md_csv_tex_and_figure_with_the_runs_b
     assert pd.read_csv(io.StringIO((tmp_path / "results" / "tiny.csv").read_text()), comment="#").equals(table)
 
 
+ATTACK_TABLE = """\
+caption: "Concealment"
+sweeps:
+  - [data=batadal, model=random_forest, model.estimator.n_estimators=5, "seed=1,2"]
+attacks:
+  - ["attack=replay,iterative", sensors=3]   # iterative cannot attack a forest: its cells stay empty
+rows: [model.name, attack.method, attack.sensors]
+metrics: [clean/recall_attacked, test/recall_attacked]
+"""
+
+
+def test_a_table_with_attacks_is_made_of_attack_runs_each_seeded_by_its_detector_and_reused(tmp_path, shared_datasets):
+    (tmp_path / "concealed.yaml").write_text(ATTACK_TABLE)
+    spec = load_table("concealed", folder=tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    overrides = [f"paths.output_dir={tmp_path / 'outputs'}", f"data.root={shared_datasets}"]
+    settings = ReproduceSettings(overrides, launcher="debug", tracking_uri=uri, command="twinids reproduce concealed")
+    lines: list[str] = []
+    reproduce_table(spec, settings, tmp_path / "results", on_attack=lines.append)
+    assert sum("not run" in line for line in lines) == 2  # iterative on each forest, said and skipped
+    table = pd.read_csv(tmp_path / "results" / "concealed.csv", comment="#")
+    assert list(table["attack.method"]) == ["replay"] and list(table["runs"]) == [2]
+    client = MlflowClient(uri)
+    attack_runs = table["run_ids"][0].split()
+    seeds = {client.get_run(run).data.params["attack/seed"] for run in attack_runs}
+    assert seeds == {"1", "2"}  # each attack drew its channels with its detector's seed
+    assert all(client.get_run(run).data.tags["twinids.job"] == "attack" for run in attack_runs)
+    markdown = (tmp_path / "results" / "concealed.md").read_text()
+    assert "twinids attack RUN_ID attack=replay,iterative sensors=3" in markdown
+
+    again: list[str] = []
+    reproduce_table(spec, settings, tmp_path / "results", on_attack=again.append)
+    assert not any(line.endswith(tuple(attack_runs)) or ": run " in line for line in again)  # found, not run again
+    assert pd.read_csv(tmp_path / "results" / "concealed.csv", comment="#")["run_ids"][0] == table["run_ids"][0]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("sweeps: [[model=lstm]]\ncolumns: [x]\n", r"odd\.yaml: unknown key 'columns'; known keys: audits, caption"),
+        ("sweeps: [[model=lstm]]\ncolumns: [x]\n", r"odd\.yaml: unknown key 'columns'; known keys: attacks, audits"),
         ("- a\n", "a mapping"),
     ],
 )
