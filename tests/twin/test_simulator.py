@@ -146,7 +146,8 @@ def test_accepts_omegaconf_containers_from_hydra(simulate, one_episode):
 
 def test_shipped_config_injects_every_attack_type_and_sets_each_of_its_settings(shipped_attacks):
     parsed = parse_attacks(shipped_attacks)
-    assert list(parsed) == list(ATTACKS)
+    # stealthy injection joins only with experiment=stealthy: in the default mix it would change every result
+    assert list(parsed) == [name for name in ATTACKS if name != "stealthy_injection"]
     for name, type_settings in parsed.items():
         assert set(type_settings) == {"rate", "length", *ATTACKS[name].settings}, name
 
@@ -255,6 +256,25 @@ def test_command_injection_without_forging_reports_the_hijacked_actuator(run, on
     frame = run("heated_room", one_episode("command_injection", forge_feedback=False))
     rows = episode_rows(frame, "command_injection")
     assert (rows["actuator_reported"] != rows["actuator_command"]).mean() > 0.5
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stealthy_injection_forges_readings_the_twin_predicts_so_its_residual_sees_only_the_ramp(kind, run):
+    from twinids.config import compose
+
+    stealthy = dict(compose(["experiment=stealthy"]).data.source.attacks.stealthy_injection)
+    frame = run(kind, {"stealthy_injection": {**stealthy, "rate": 1000 / STEPS, "length": [80, 80]}})
+    rows = episode_rows(frame, "stealthy_injection")
+    normal = frame[frame["label"] == 0]
+    assert (rows["actuator_reported"] == rows["actuator_command"]).all()
+    sigma = DEVICE_KINDS[kind].sensor_noise
+    ramp = rows["residual_primary"].to_numpy()
+    # the forged readings follow the twin: the residual stays within the ramp's reach (at most 10 sigma) and noise
+    assert np.abs(ramp).max() < 10 * sigma + 6 * normal["residual_primary"].std()
+    # yet they are not the device's readings: the controller acts on them, so its commands leave those it gives the
+    # same device, with the same plant noise, never attacked
+    clean = run(kind, {}).set_index("time").loc[rows["time"], "actuator_command"].to_numpy()
+    assert (clean != rows["actuator_command"].to_numpy()).any()
 
 
 # --- bad arguments are refused with a message naming the config key and the options -------------

@@ -215,6 +215,46 @@ class CommandInjection(Episode):
         return float(np.clip(command + self.shift, 0.0, 1.0))
 
 
+@dataclass
+class StealthyInjection(Episode):
+    """An attacker who knows the twin's model: it reports the readings the device's own physics predicts from the
+    commands it sees, plus a slow ramp (Liu, Ning, Reiter 2009, for a twin instead of a state estimator).
+
+    From the last delivered reading on, the attacker runs the device model under the controller's commands
+    (no disturbance) and sends that state as the primary reading with sensor-like noise, shifted by a ramp
+    growing linearly to `offset` (in sensor-noise stds, `magnitude`) over the episode; the meter reads what the
+    model gives for the commanded actuator, and the reported actuator is the command. The virtual twin runs the
+    same model on the same commands, so its residual sees only the ramp and noise, while the controller, acting
+    on the forged readings, drives the real plant away.
+    """
+
+    name: ClassVar[str] = "stealthy_injection"
+    settings: ClassVar[tuple[str, ...]] = ("magnitude",)
+    offset: float
+    shocks: np.ndarray  # (length, 2) standard-normal noise of the forged primary and meter readings
+    state: float = 0.0  # the attacker's simulated plant state
+
+    @classmethod
+    def plan(
+        cls, start: int, length: int, params: dict[str, Any], rng: np.random.Generator, model: DeviceModel
+    ) -> Episode:
+        offset = _sign(rng) * _uniform(rng, params["magnitude"]) * model.sensor_noise
+        return cls(start=start, length=length, offset=offset, shocks=rng.standard_normal((length, 2)))
+
+    def tamper(self, offset: int, raw: Packet, ctx: StepContext) -> Packet | None:
+        model = ctx.model
+        if offset == 0:
+            self.state = (ctx.last_delivered or raw).primary
+        self.state, meter = (float(value) for value in model.advance(self.state, ctx.command, ctx.exogenous, 0.0))
+        ramp = (offset + 1) / self.length * self.offset
+        return Packet(
+            primary=self.state + ramp + model.sensor_noise * float(self.shocks[offset, 0]),
+            secondary=meter + model.meter_noise * float(self.shocks[offset, 1]),
+            actuator=ctx.command,
+        )
+
+
 ATTACKS: dict[str, type[Episode]] = {
-    cls.name: cls for cls in (FalseDataInjection, Replay, DenialOfService, Spoofing, CommandInjection)
+    cls.name: cls
+    for cls in (FalseDataInjection, Replay, DenialOfService, Spoofing, CommandInjection, StealthyInjection)
 }
