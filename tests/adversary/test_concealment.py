@@ -216,3 +216,18 @@ def test_the_command_prints_detection_before_and_after(detectors, cli_runner_fac
     assert result.returncode == 0, result.stderr
     assert "test/recall_attacked" in result.stdout and "clean/recall_attacked" in result.stdout
     assert "controlled:" in result.stdout
+
+
+def test_the_simulators_twin_columns_which_an_attacker_would_move_too_are_refused(tmp_path):
+    from twinids.config import compose
+
+    overrides = [
+        "model=random_forest",
+        "model.estimator.n_estimators=5",
+        "data.source.n_steps=900",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"paths.output_dir={tmp_path / 'outputs'}",
+    ]
+    run_id = train(compose(overrides), overrides).run_id
+    with pytest.raises(TwinIDSError, match="virtual twin computes from the delivered readings"):
+        conceal_run(run_id, ["attack=replay"], f"sqlite:///{tmp_path / 'mlflow.db'}")

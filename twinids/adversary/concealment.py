@@ -19,6 +19,8 @@ import numpy as np
 from twinids.adversary.threat import ConcealmentSettings, Threat
 from twinids.errors import TwinIDSError, require_integer, require_number
 
+SCORE_BATCH = 1024  # windows scored at once when nothing needs a gradient
+
 
 class Concealment(Protocol):
     """One concealment method."""
@@ -97,7 +99,8 @@ class IterativeConcealment:
         touched = np.isin(reading, threat.rows).any(axis=1)  # windows that read a rewritten row
         affected = _smoothed_reach(touched, groups, alarm.smooth)
         with torch.no_grad():
-            base = torch.cat([alarm.score(original[torch.from_numpy(block)]) for block in np.array_split(reading, 8)])
+            batches = [reading[first : first + SCORE_BATCH] for first in range(0, len(reading), SCORE_BATCH)]
+            base = torch.cat([alarm.score(original[torch.from_numpy(batch)]) for batch in batches])
         scale = max(abs(alarm.threshold), 1.0)
         target = alarm.threshold - self.margin * scale
         row_index, column_index = torch.from_numpy(threat.rows[:, None]), torch.from_numpy(threat.controlled[None, :])

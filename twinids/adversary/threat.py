@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from twinids.errors import TwinIDSError, require_integer
+from twinids.twin.network import TWIN_COMPUTED
 
 ALL = "all"
 
@@ -101,6 +102,13 @@ def threat_model(data: Any, settings: ConcealmentSettings) -> Threat:
         TwinIDSError: for unknown channel names, more sensors than channels, or a test split without attacks.
     """
     names = list(data.feature_names)
+    computed = [name for name in names if name in TWIN_COMPUTED]
+    if computed:
+        raise TwinIDSError(
+            f"this data holds columns the virtual twin computes from the delivered readings ({', '.join(computed)}): "
+            "an attacker who rewrites readings would move them too, which twinids attack does not model; attack a "
+            "detector trained without them (data.drop_features), naming the channels on the link (controlled=[...])"
+        )
     if data.row_attacks is None:
         raise TwinIDSError("this data carries no per-row attack labels, so the attacked readings are unknown")
     protected = _indices(settings.protected, names, "protected")

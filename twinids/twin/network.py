@@ -31,6 +31,8 @@ FEATURES = (
     "exogenous",
     "dt",
 )
+# What the virtual twin computes from the delivered readings (an attacker who rewrites readings moves these too)
+TWIN_COMPUTED = ("twin_primary", "twin_secondary", "residual_primary", "residual_secondary")
 
 
 def _plain(value: Any) -> Any:
