@@ -68,10 +68,11 @@ class ReplayConcealment:
 class IterativeConcealment:
     """White-box: Adam steps on the controlled readings against the detector's smoothed alarm score.
 
-    The loss is the sum, over every test window whose smoothed score the rewritten readings can change, of how
-    far that score is above `threshold - margin` (its hinge); after each step the readings are projected back into
-    their ranges. A phase stops when no such window is above the threshold, or after `steps` steps: first with
-    discrete channels relaxed to continuous values, then with them snapped to their levels and held.
+    The loss is the sum, over every test window whose smoothed score the rewritten readings can change, of
+    log(1 + h / s), h how far that score is above `threshold - margin` and s the threshold's scale (so a window far
+    above does not outweigh many near it); after each step the readings are projected back into their ranges. A
+    phase stops when no such window is above the threshold, or after `steps` steps: first with discrete channels
+    relaxed to continuous values, then with them snapped to their levels and held.
 
     Args:
         steps: gradient steps at most, per phase.
