@@ -120,7 +120,9 @@ def test_a_nets_yaml_sets_every_argument_but_the_sizes_from_the_data(path):
 
 
 def test_every_attack_type_takes_its_settings_from_the_yaml_alone():
-    attacks = source_node(CONFIGS / "data" / "synthetic_twin.yaml")["attacks"]
+    attacks = dict(source_node(CONFIGS / "data" / "synthetic_twin.yaml")["attacks"])
+    # stealthy injection's settings live in the overlay that adds it to the default mix
+    attacks.update(OmegaConf.load(CONFIGS / "experiment" / "stealthy.yaml")["data"]["source"]["attacks"])
     assert set(attacks) == set(ATTACKS)
     for name, settings in attacks.items():
         assert set(settings) == {*COMMON_SETTINGS, *ATTACKS[name].settings}, name

@@ -160,7 +160,7 @@ def test_the_job_refuses_an_attack_that_wrote_outside_the_threat(mahalanobis):
 
 def test_an_attack_run_is_linked_to_the_detector_and_found_again_by_its_settings(detectors, mlflow_client):
     workdir, runs, uri = detectors
-    overrides = ["attack=iterative", "sensors=all", "attack.steps=20"]
+    overrides = ["method=iterative", "sensors=all", "method.steps=20"]
     result = conceal_run(runs["autoencoder"], overrides, uri)
     run = mlflow_client(workdir).get_run(result.run_id)
     assert run.data.tags["twinids.source_run_id"] == runs["autoencoder"]
@@ -171,7 +171,7 @@ def test_an_attack_run_is_linked_to_the_detector_and_found_again_by_its_settings
     assert metrics["test/recall_attacked"] <= metrics["clean/recall_attacked"]
     assert {"test/f1_macro", "clean/f1_macro", "attack/seconds", "attack/readings_changed"} <= set(metrics)
     assert finished_attack(runs["autoencoder"], overrides, uri) == result.run_id
-    assert finished_attack(runs["autoencoder"], [*overrides[:2], "attack.steps=21"], uri) is None
+    assert finished_attack(runs["autoencoder"], [*overrides[:2], "method.steps=21"], uri) is None
 
 
 def test_the_learned_attacker_needs_no_gradient_and_attacks_a_random_forest(tmp_path, shared_datasets):
@@ -188,8 +188,8 @@ def test_the_learned_attacker_needs_no_gradient_and_attacks_a_random_forest(tmp_
     run_id = train(compose(overrides), overrides).run_id
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.raises(TwinIDSError, match="no differentiable alarm"):
-        conceal_run(run_id, ["attack=iterative"], uri)
-    result = conceal_run(run_id, ["attack=learned", "sensors=all", "attack.max_iter=20"], uri)
+        conceal_run(run_id, ["method=iterative"], uri)
+    result = conceal_run(run_id, ["method=learned", "sensors=all", "method.max_iter=20"], uri)
     assert result.metrics["test/recall_attacked"] <= result.metrics["clean/recall_attacked"]
 
 
@@ -199,7 +199,7 @@ def test_the_learned_attacker_needs_no_gradient_and_attacks_a_random_forest(tmp_
         (["--method", "gradient"], "--method must be one of"),
         (["--sensors", "99"], "sensors=99, but this data has"),
         (["controlled=[L_T1,NOPE]"], "controlled names ['NOPE']"),
-        (["attack.steps=0"], "attack.steps"),
+        (["method.steps=0"], "method.steps"),
     ],
 )
 def test_bad_attack_settings_are_one_line_and_log_no_run(detectors, cli_runner_factory, arguments, message):
@@ -230,4 +230,4 @@ def test_the_simulators_twin_columns_which_an_attacker_would_move_too_are_refuse
     ]
     run_id = train(compose(overrides), overrides).run_id
     with pytest.raises(TwinIDSError, match="virtual twin computes from the delivered readings"):
-        conceal_run(run_id, ["attack=replay"], f"sqlite:///{tmp_path / 'mlflow.db'}")
+        conceal_run(run_id, ["method=replay"], f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -97,7 +97,7 @@ caption: "Concealment"
 sweeps:
   - [data=batadal, model=random_forest, model.estimator.n_estimators=5, "seed=1,2"]
 attacks:
-  - ["attack=replay,iterative", sensors=3]   # iterative cannot attack a forest: its cells stay empty
+  - ["method=replay,iterative", sensors=3]   # iterative cannot attack a forest: its cells stay empty
 rows: [model.name, attack.method, attack.sensors]
 metrics: [clean/recall_attacked, test/recall_attacked]
 """
@@ -120,7 +120,7 @@ def test_a_table_with_attacks_is_made_of_attack_runs_each_seeded_by_its_detector
     assert seeds == {"1", "2"}  # each attack drew its channels with its detector's seed
     assert all(client.get_run(run).data.tags["twinids.job"] == "attack" for run in attack_runs)
     markdown = (tmp_path / "results" / "concealed.md").read_text()
-    assert "twinids attack RUN_ID attack=replay,iterative sensors=3" in markdown
+    assert "twinids attack RUN_ID method=replay,iterative sensors=3" in markdown
 
     again: list[str] = []
     reproduce_table(spec, settings, tmp_path / "results", on_attack=again.append)

@@ -98,10 +98,10 @@ def conceal_run(
 
     quiet_tracking()
     attack_cfg, settings = attack_settings(overrides)
-    method_cfg = attack_cfg.attack.copy()
+    method_cfg = attack_cfg.method.copy()
     with open_dict(method_cfg):
         method_name = str(method_cfg.pop("name"))
-    method = build(method_cfg, f"attack={method_name}")
+    method = build(method_cfg, f"method={method_name}")
     with temporary_directory() as scratch:
         checkpoint = download_checkpoint(run_id, Path(scratch), tracking_uri)
         card = read_card(checkpoint)
@@ -116,9 +116,10 @@ def conceal_run(
         changed = check_within_threat(data.rows, rows, threat)
         concealed, _ = _test(cfg, dataclasses.replace(data, rows=rows), checkpoint, card, Path(scratch))
         controlled = channel_names(threat, data.feature_names)
-        settings_logged = OmegaConf.to_container(attack_cfg, resolve=True)
-        settings_logged["attack"] = {k: v for k, v in settings_logged["attack"].items() if k != "name"}
-        params = {"attack": {"method": method_name, "controlled_count": len(controlled), **settings_logged}}
+        logged = OmegaConf.to_container(attack_cfg, resolve=True)
+        method_settings = {key: value for key, value in logged.pop("method").items() if key != "name"}
+        logged.update(method=method_name, settings=method_settings, controlled_count=len(controlled))
+        params = {"attack": logged}
         figures = {
             **concealed.metrics,
             "test/recall_attacked": attacked_recall(concealed.confusion),

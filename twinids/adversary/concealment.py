@@ -1,6 +1,6 @@
 """Concealment attacks: rewrite the controlled readings of every recorded attack so the detector stays quiet.
 
-Each method is built from `configs/attack/<method>.yaml` and returns new rows for the data; the attack job
+Each method is built from `configs/method/<method>.yaml` and returns new rows for the data; the attack job
 (`twinids.adversary.attack_job`) checks that only what the threat allows changed, then re-tests the detector.
 
 - `ReplayConcealment`: recorded normal readings of the same phase of the day (needs nothing of the detector).
@@ -81,9 +81,9 @@ class IterativeConcealment:
     """
 
     def __init__(self, steps: int, lr: float, margin: float) -> None:
-        self.steps = require_integer(steps, "attack.steps", 1)
-        self.lr = require_number(lr, "attack.lr", 0, open_low=True)
-        self.margin = require_number(margin, "attack.margin", 0)
+        self.steps = require_integer(steps, "method.steps", 1)
+        self.lr = require_number(lr, "method.lr", 0, open_low=True)
+        self.margin = require_number(margin, "method.margin", 0)
         self.steps_taken = 0
 
     def conceal(self, data: Any, threat: Threat, settings: ConcealmentSettings, detector: Any, name: str) -> np.ndarray:
@@ -158,8 +158,8 @@ class LearnedConcealment:
     """
 
     def __init__(self, hidden: Sequence[int], max_iter: int) -> None:
-        self.hidden = tuple(require_integer(size, "attack.hidden", 1) for size in hidden)
-        self.max_iter = require_integer(max_iter, "attack.max_iter", 1)
+        self.hidden = tuple(require_integer(size, "method.hidden", 1) for size in hidden)
+        self.max_iter = require_integer(max_iter, "method.max_iter", 1)
 
     def conceal(self, data: Any, threat: Threat, settings: ConcealmentSettings, detector: Any, name: str) -> np.ndarray:
         """Rows whose attacked controlled readings the normal-operation model wrote."""

@@ -9,7 +9,7 @@ METHODS = ("replay", "iterative", "learned")
 
 def attack_command(
     run_id: str = typer.Argument(..., help="The MLflow run id of a training run."),
-    overrides: list[str] = typer.Argument(None, help="Overrides of configs/concealment.yaml, e.g. attack.steps=200."),
+    overrides: list[str] = typer.Argument(None, help="Overrides of configs/concealment.yaml, e.g. method.steps=200."),
     method: str = typer.Option(
         None, "--method", help="replay | iterative (white-box) | learned (black-box); default: concealment.yaml's."
     ),
@@ -23,7 +23,7 @@ def attack_command(
     if method is not None:
         if method not in METHODS:
             raise TwinIDSError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
-        options.append(f"attack={method}")
+        options.append(f"method={method}")
     if sensors is not None:
         options.append(f"sensors={sensors}")
     from twinids.adversary.attack_job import conceal_run

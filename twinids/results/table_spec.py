@@ -9,7 +9,7 @@ metrics: [test/accuracy, test/f1_macro]   # one column each
 figure: {metric: test/f1_macro, x: privacy.target_epsilon}   # optional: compare's plot of one metric
 mix_data: true                # average runs made from different data (the simulator draws new data per seed)
 audits: [[attack=lira]]       # optional: `twinids audit` run on every run (figures added to those runs)
-attacks: [["attack=replay,iterative", "sensors=2,all"]]  # optional: `twinids attack` on every run; the table
+attacks: [["method=replay,iterative", "sensors=2,all"]]  # optional: `twinids attack` on every run; the table
                               # is made of the attack runs (attack seed: the detector's, unless given)
 quick:                        # a variant that runs in minutes: replaces sweeps (and caption, if given)
   sweeps: [["experiment=smoke", "data=synthetic_twin", "model=lstm,random_forest", "seed=0"]]
