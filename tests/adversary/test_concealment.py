@@ -198,6 +198,7 @@ def test_the_learned_attacker_needs_no_gradient_and_attacks_a_random_forest(tmp_
     [
         (["--method", "gradient"], "--method must be one of"),
         (["--sensors", "99"], "sensors=99, but this data has"),
+        (["--sensors", "ten"], "sensors must be an integer >= 1 or all; got 'ten'"),
         (["controlled=[L_T1,NOPE]"], "controlled names ['NOPE']"),
         (["method.steps=0"], "method.steps"),
     ],

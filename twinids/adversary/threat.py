@@ -36,8 +36,8 @@ class ConcealmentSettings:
     def from_config(cls, cfg: Any) -> ConcealmentSettings:
         """Read the composed config; one error line naming the key for anything wrong."""
         sensors = cfg.sensors
-        if sensors != ALL:
-            require_integer(sensors, "sensors", 1)
+        if sensors != ALL and (isinstance(sensors, bool) or not isinstance(sensors, int) or sensors < 1):
+            raise TwinIDSError(f"sensors must be an integer >= 1 or all; got {sensors!r}")
         controlled = None if cfg.controlled is None else _names(cfg.controlled, "controlled")
         period = cfg.period
         if isinstance(period, bool) or not isinstance(period, int | float) or period <= 0:
