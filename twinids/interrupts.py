@@ -64,8 +64,17 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGALRM, _redeliver)
         signal.setitimer(signal.ITIMER_REAL, REDELIVER_AFTER_S)
         return
-    signum, _Pending.signum = _Pending.signum, None
-    raise JobInterrupted(signum)
+    raise stopped_by(_Pending.signum)
+
+
+def stopped_by(signum: int) -> JobInterrupted:
+    """The JobInterrupted that ends the job for `signum`, with any redelivery still pending dropped and its timer
+    stopped: a signal that Lightning's own SIGTERM handling already stopped the job for (while ours waited for a
+    database write) must not land again in the cleanup, where it would leave the run RUNNING and, with the
+    timer still set when Python restores the default SIGALRM handler at exit, end the process by SIGALRM."""
+    _Pending.signum = None
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    return JobInterrupted(signum)
 
 
 def _redeliver(alarm: int, frame: FrameType | None) -> None:

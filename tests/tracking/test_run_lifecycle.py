@@ -105,3 +105,22 @@ def test_a_signal_that_lands_in_a_destructor_is_raised_after_it(cli_signal_handl
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             time.sleep(0.01)
+
+
+def test_a_signal_lightning_already_stopped_the_job_for_is_not_delivered_again(cli_signal_handlers):
+    # SIGTERM deferred in a store write, then Lightning's own SIGTERM handling stopped the fit first: the pending
+    # redelivery landed again in the cleanup (the run stayed RUNNING), and its timer, still set when Python put
+    # back the default SIGALRM handler at exit, ended the process by SIGALRM (exit -14; CI simulation).
+    from twinids.interrupts import stopped_by
+
+    class DeleteSlowly:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGTERM)  # deferred: a destructor drops exceptions
+
+    DeleteSlowly()
+    assert signal.getitimer(signal.ITIMER_REAL)[0] > 0  # the redelivery is set
+    stop = stopped_by(signal.SIGTERM)  # what LightningDetector.fit raises for Lightning's SIGTERMException
+    assert stop.exit_code == 143
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    time.sleep(0.1)  # nothing is delivered again
+

@@ -145,9 +145,9 @@ class LightningDetector:
             from pytorch_lightning.utilities.exceptions import SIGTERMException
 
             if isinstance(stopped, SIGTERMException):  # Lightning's own SIGTERM handler stopped the loop
-                from twinids.interrupts import JobInterrupted
+                from twinids.interrupts import stopped_by
 
-                raise JobInterrupted(signal.SIGTERM) from None
+                raise stopped_by(signal.SIGTERM) from None
             if trainer.interrupted:  # Lightning turns a bare KeyboardInterrupt into sys.exit(1): undo that
                 raise KeyboardInterrupt from None
             raise
