@@ -123,4 +123,3 @@ def test_a_signal_lightning_already_stopped_the_job_for_is_not_delivered_again(c
     assert stop.exit_code == 143
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     time.sleep(0.1)  # nothing is delivered again
-
