@@ -41,7 +41,6 @@ class UnloggedRun:
     """A run stand-in for testing a detector without logging: the attack job logs the figures itself, prefixed."""
 
     logger = False  # Lightning: no logger
-    run_id = ""
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Drop the metrics (the caller logs the report it gets back)."""

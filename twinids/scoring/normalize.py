@@ -100,14 +100,8 @@ class ResidualScorer:
         Raises:
             TwinIDSError: if the scorer is not fitted or the residuals' shape differs from the fitted one.
         """
-        if not self.fitted:
-            raise TwinIDSError("the residual scorer is not fitted: call fit(normal_residuals) first.")
         values = _as_residuals(residuals)
-        if values.shape[1:] != self.shape:
-            raise TwinIDSError(
-                f"residuals have (steps, features) = {values.shape[1:]} but the scorer was fitted on {self.shape}; "
-                "score with the same net and data settings it was fitted with."
-            )
+        self._check_scorable(values.shape[1:])
         if self.kind == "zscore":
             z = (values - self.mean) / self.std
             return np.square(z).mean(axis=(1, 2))
@@ -118,18 +112,25 @@ class ResidualScorer:
     def torch_score(self, residuals: torch.Tensor) -> torch.Tensor:
         """`score` as a differentiable torch function of the residuals (float64): what a white-box attacker
         descends to hide a window."""
-        if not self.fitted:
-            raise TwinIDSError("the residual scorer is not fitted: call fit(normal_residuals) first.")
         values = residuals.to(torch.float64)
         values = values[:, None, :] if values.ndim == 2 else values
-        if tuple(values.shape[1:]) != self.shape:
-            raise TwinIDSError(f"residuals have (steps, features) = {tuple(values.shape[1:])}, not {self.shape}")
+        self._check_scorable(tuple(values.shape[1:]))
         mean = torch.as_tensor(self.mean, dtype=torch.float64)
         if self.kind == "zscore":
             return ((values - mean) / torch.as_tensor(self.std, dtype=torch.float64)).square().mean(dim=(1, 2))
         centred = values.reshape(len(values), -1) - mean
         squared = torch.einsum("nd,de,ne->n", centred, torch.as_tensor(self.precision, dtype=torch.float64), centred)
         return squared.clamp(min=0.0) / centred.shape[1]
+
+    def _check_scorable(self, shape: tuple[int, ...]) -> None:
+        """Refuse scoring before `fit`, or residuals whose (steps, features) differ from the fitted ones."""
+        if not self.fitted:
+            raise TwinIDSError("the residual scorer is not fitted: call fit(normal_residuals) first.")
+        if tuple(shape) != self.shape:
+            raise TwinIDSError(
+                f"residuals have (steps, features) = {tuple(shape)} but the scorer was fitted on {self.shape}; "
+                "score with the same net and data settings it was fitted with."
+            )
 
     def state_dict(self) -> dict[str, object]:
         """The fitted statistics as plain str/int/float lists, loadable with ``torch.load(weights_only=True)``."""

@@ -85,9 +85,7 @@ class PhysicsResidualDetector:
         """The calibrated score of the residual columns, differentiable in the windows."""
 
         def score(windows: torch.Tensor) -> torch.Tensor:
-            residuals = windows[:, :, self.columns]
-            scored = residuals if self.last_steps is None else residuals[:, -self.last_steps :]
-            return self.calibration.scorer.torch_score(scored)
+            return self.calibration.scorer.torch_score(self._scored_part(windows))
 
         return AlarmScore(score, self.calibration.smooth, float(self.calibration.threshold))
 
@@ -101,8 +99,12 @@ class PhysicsResidualDetector:
 
     def _deviations(self, data: WindowedData, split: str) -> np.ndarray:
         """The residual columns of each window's last steps, (windows, last_steps, columns)."""
-        windows = data.windows(split)[:, :, self.columns]
-        return windows if self.last_steps is None else windows[:, -self.last_steps :]
+        return self._scored_part(data.windows(split))
+
+    def _scored_part(self, windows: Any) -> Any:
+        """What the scorer reads of windows (array or tensor): the residual columns of the last steps."""
+        residuals = windows[:, :, self.columns]
+        return residuals if self.last_steps is None else residuals[:, -self.last_steps :]
 
     def _metrics(self, scores: np.ndarray, data: WindowedData, split: str) -> tuple[dict[str, float], np.ndarray]:
         metrics = DetectionMetrics(self.class_names, self.attack_names, split)
