@@ -29,6 +29,7 @@ KEYS = {
     "batch_size",
     "eval_batch_size",
     "num_workers",
+    "link",
     "allow_undefined_metrics",
     "train_on",
     "train_half",

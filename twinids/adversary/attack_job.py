@@ -107,12 +107,13 @@ def conceal_run(
         cfg = OmegaConf.create(card.config)
         data = build_windows(cfg.data)  # every split: limits, replay and the learned model read training rows
         check_compatible(card.feature_names, card.class_names, data.feature_names, data.class_names)
-        threat = threat_model(data, settings)
+        threat = threat_model(data, settings, _link(cfg.data, data))
         clean, detector = _test(cfg, data, checkpoint, card, Path(scratch))
         began = time.perf_counter()
         rows = method.conceal(data, threat, settings, detector, str(cfg.model.name))
         seconds = time.perf_counter() - began
         changed = check_within_threat(data.rows, rows, threat)
+        rows = followed(rows, threat)
         concealed, _ = _test(cfg, dataclasses.replace(data, rows=rows), checkpoint, card, Path(scratch))
         controlled = channel_names(threat, data.feature_names)
         logged = OmegaConf.to_container(attack_cfg, resolve=True)
@@ -149,6 +150,34 @@ def conceal_run(
     return AttackResult(figures, run.run_id, controlled)
 
 
+def _link(data_cfg: Any, data: Any) -> Any:
+    """The data config's link (`data.link`: the packet's channels and the twin columns that follow them), if any.
+
+    A run trained before the key existed takes its dataset's shipped link: it describes the data's source, not
+    anything the run learned (the config hash leaves it out).
+    """
+    from twinids.config import build, compose, group_options
+
+    if "link" in data_cfg:
+        node = data_cfg.link
+    elif str(data_cfg.name) in group_options("data"):
+        node = compose([f"data={data_cfg.name}"]).data.link
+    else:
+        node = None
+    return None if node is None else build(node, "data.link")(source=data_cfg.source, data=data)
+
+
+def followed(rows: np.ndarray, threat: Threat) -> np.ndarray:
+    """The rewritten rows with the link's derived columns recomputed; refuses a link that changed anything else."""
+    if threat.link is None:
+        return rows
+    recomputed = threat.link.recompute(rows)
+    others = np.setdiff1d(np.arange(rows.shape[1]), threat.derived)
+    if not np.array_equal(recomputed[:, others], rows[:, others]):
+        raise TwinIDSError("recomputing the twin's columns changed other channels (a bug)")
+    return recomputed
+
+
 def _test(cfg: Any, data: Any, checkpoint: Path, card: Any, scratch: Path) -> tuple[Any, Any]:
     """The checkpoint's test report on `data` (nothing logged), and the loaded detector."""
     import pytorch_lightning as pl
@@ -175,7 +204,7 @@ def check_within_threat(before: np.ndarray, after: np.ndarray, threat: Threat) -
     if (changed & ~allowed).any():
         raise TwinIDSError("the attack changed readings outside the attacked rows and controlled channels (a bug)")
     written = after[np.ix_(threat.rows, threat.controlled)]
-    lower, upper = threat.lower[threat.controlled], threat.upper[threat.controlled]
+    lower, upper = threat.bounds()
     if not np.isfinite(written).all() or (written < lower - 1e-6).any() or (written > upper + 1e-6).any():
         raise TwinIDSError("the attack wrote readings outside their channels' observed ranges (a bug)")
     for column, channel in enumerate(threat.controlled):

@@ -34,34 +34,41 @@ class ReplayConcealment:
     """Substitute recorded normal readings of the same phase of the day for the controlled channels.
 
     For each recorded attack (a run of consecutive attacked rows) the recording starts at a normal training row
-    of the same phase (time modulo `period`) whose whole stretch is normal and evenly spaced; among those, the one
-    whose previous reading is nearest to the real reading just before the attack.
+    of the same device and phase (time modulo `period`) whose whole stretch is normal and evenly spaced; among
+    those, the one whose previous reading is nearest to the real reading just before the attack.
+
+    Args:
+        phase_tolerance: how far (in the data's time unit) the recording's time of day may lie from the attack's.
     """
+
+    def __init__(self, phase_tolerance: float) -> None:
+        self.phase_tolerance = require_number(phase_tolerance, "method.phase_tolerance", 0)
 
     def conceal(self, data: Any, threat: Threat, settings: ConcealmentSettings, detector: Any, name: str) -> np.ndarray:
         """Rows with each attack's controlled readings replaced by a recorded normal stretch."""
         rows, times, columns = data.rows.copy(), _times(data), threat.controlled
         normal = np.zeros(len(rows), dtype=bool)
         normal[threat.normal_rows] = True
+        step = np.median(np.diff(times[threat.normal_rows]))  # the normal spacing (an attack's may have gaps)
+        linked = normal[:-1] & normal[1:] & np.isclose(np.diff(times), step)  # row r and r+1 follow each other
+        links_before = np.concatenate(([0], np.cumsum(linked)))
         for episode in threat.episodes():
             first, length = int(episode[0]), len(episode)
-            step = _time_step(times, episode)
-            linked = normal[:-1] & normal[1:] & np.isclose(np.diff(times), step)  # row r and r+1 follow each other
-            links_before = np.concatenate(([0], np.cumsum(linked)))
             starts = np.arange(1, len(rows) - length + 1)  # the stretch s..s+length-1 and the reading s-1 before it
             whole = links_before[starts + length - 1] - links_before[starts - 1] == length
-            in_phase = np.isclose(np.mod(times[starts] - times[first], settings.period), 0.0) | np.isclose(
-                np.mod(times[starts] - times[first], settings.period), settings.period
-            )
-            candidates = starts[whole & in_phase]
+            shift = np.mod(times[starts] - times[first], settings.period)
+            in_phase = np.minimum(shift, settings.period - shift) <= self.phase_tolerance + 1e-9 * settings.period
+            same_device = True if data.row_devices is None else data.row_devices[starts] == data.row_devices[first]
+            candidates = starts[whole & in_phase & same_device]
             if len(candidates) == 0:
                 raise TwinIDSError(
-                    f"replay found no stretch of {length} normal training readings at the phase of the attack at row "
-                    f"{first} (period {settings.period:g}); check `period` against the data's time unit"
+                    f"replay found no stretch of {length} normal training readings of the device and phase of the "
+                    f"attack at row {first} (period {settings.period:g}, method.phase_tolerance "
+                    f"{self.phase_tolerance:g}); check `period` against the data's time unit, or allow more tolerance"
                 )
             before = rows[first - 1, columns] if first > 0 else rows[first, columns]
             chosen = candidates[np.argmin(np.square(rows[candidates - 1][:, columns] - before).sum(axis=1))]
-            rows[np.ix_(episode, columns)] = threat.project(rows[chosen : chosen + length][:, columns])
+            rows[np.ix_(episode, columns)] = threat.project(rows[chosen : chosen + length][:, columns], episode)
         return rows
 
 
@@ -73,6 +80,10 @@ class IterativeConcealment:
     above does not outweigh many near it); after each step the readings are projected back into their ranges. A
     phase stops when no such window is above the threshold, or after `steps` steps: first with discrete channels
     relaxed to continuous values, then with them snapped to their levels and held.
+
+    Where a twin computes columns from the readings (`threat.link`), they are recomputed exactly after every step
+    and scored as recomputed; their gradient is the readings' own, with the twin's expectation held (see
+    `twinids.twin.link.SimulatedLink.follow`).
 
     Args:
         steps: gradient steps at most, per phase.
@@ -94,10 +105,11 @@ class IterativeConcealment:
         from twinids.training.detector import require_concealable
 
         alarm = require_concealable(detector, name).alarm_score()
-        starts, groups, window = data.starts["test"], data.groups["test"], data.window
+        starts, groups, window, link = data.starts["test"], data.groups["test"], data.window, threat.link
         original = torch.from_numpy(np.ascontiguousarray(data.rows))
         reading = starts[:, None] + np.arange(window)
-        touched = np.isin(reading, threat.rows).any(axis=1)  # windows that read a rewritten row
+        moved = threat.rows if link is None else np.flatnonzero(link.downstream(threat.rows))
+        touched = np.isin(reading, moved).any(axis=1)  # windows that read a row the rewrite can change
         affected = _smoothed_reach(touched, groups, alarm.smooth)
         with torch.no_grad():
             batches = [reading[first : first + SCORE_BATCH] for first in range(0, len(reading), SCORE_BATCH)]
@@ -106,8 +118,7 @@ class IterativeConcealment:
         target = alarm.threshold - self.margin * scale
         row_index, column_index = torch.from_numpy(threat.rows[:, None]), torch.from_numpy(threat.controlled[None, :])
         start_values = original[row_index, column_index]
-        lower = torch.from_numpy(threat.lower[threat.controlled]).to(start_values.dtype)
-        upper = torch.from_numpy(threat.upper[threat.controlled]).to(start_values.dtype)
+        lower, upper = (torch.from_numpy(limit).to(start_values.dtype) for limit in threat.bounds())
         discrete = torch.tensor([int(c) in threat.levels for c in threat.controlled])
         values = start_values.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([values], lr=self.lr)
@@ -125,7 +136,7 @@ class IterativeConcealment:
                     values.copy_(torch.from_numpy(threat.project(values.detach().numpy())))
                 held = values.detach()[:, discrete].clone()
             for _ in range(self.steps):
-                rows = original.index_put((row_index, column_index), values)
+                rows = _rewritten(original, (row_index, column_index), values, link)
                 scores = base.index_put((touched_index,), alarm.score(rows[touched_reading]))
                 smoothed = smooth_differentiable(scores, groups, alarm.smooth)[affected_index]
                 if bool((smoothed <= alarm.threshold).all()):
@@ -144,11 +155,23 @@ class IterativeConcealment:
         return rewritten
 
 
+def _rewritten(original: Any, entries: tuple[Any, Any], values: Any, link: Any) -> Any:
+    """Torch rows with `values` written at `entries`; a link's derived columns recomputed and following them."""
+    import torch
+
+    if link is None:
+        return original.index_put(entries, values)
+    with torch.no_grad():
+        current = original.index_put(entries, values.detach()).numpy()
+    return link.follow(torch.from_numpy(link.recompute(current)).index_put(entries, values))
+
+
 class LearnedConcealment:
     """Black-box: a regression model of normal operation writes the controlled readings, one time step after another.
 
     Trained on consecutive pairs of normal training rows: from the uncontrolled readings at t, the controlled
-    readings at t-1 and the phase of the day at t, it predicts the controlled readings at t. During an attack it is
+    readings at t-1 and the phase of the day at t, it predicts the controlled readings at t (columns a twin computes
+    from the readings are not among its inputs: the detector's side computes them). During an attack it is
     fed the real uncontrolled readings and its own previous output, so the written stretch follows normal dynamics
     and agrees with the channels the attacker does not control. It never reads the detector.
 
@@ -167,7 +190,7 @@ class LearnedConcealment:
         from sklearn.neural_network import MLPRegressor
 
         rows, times, controlled = data.rows.copy(), _times(data), threat.controlled
-        uncontrolled = np.setdiff1d(np.arange(rows.shape[1]), controlled)
+        uncontrolled = np.setdiff1d(np.arange(rows.shape[1]), np.union1d(controlled, threat.derived))
         normal = np.zeros(len(rows), dtype=bool)
         normal[threat.normal_rows] = True
         step = np.median(np.diff(times[threat.normal_rows]))
@@ -189,7 +212,8 @@ class LearnedConcealment:
         for episode in threat.episodes():
             previous = rows[max(int(episode[0]) - 1, 0), controlled][None, :]
             for row in episode:
-                written = threat.project(model.predict(inputs(np.array([row]), previous)).reshape(1, -1))
+                at = np.array([row])
+                written = threat.project(model.predict(inputs(at, previous)).reshape(1, -1), at)
                 rows[row, controlled] = written[0]
                 previous = written
         return rows
@@ -208,11 +232,3 @@ def _times(data: Any) -> np.ndarray:
     if data.row_times is None:
         raise TwinIDSError("this data carries no per-row times, which replay and the learned attacker need")
     return np.asarray(data.row_times, dtype=np.float64)
-
-
-def _time_step(times: np.ndarray, episode: np.ndarray) -> float:
-    """The spacing of readings in a recorded attack (that of its neighbours for a single reading)."""
-    if len(episode) > 1:
-        return float(np.median(np.diff(times[episode])))
-    first = int(episode[0])
-    return float(times[first] - times[first - 1]) if first > 0 else float(times[first + 1] - times[first])

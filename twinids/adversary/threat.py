@@ -3,15 +3,20 @@
 The attacker sits on the channel between physical and virtual twin. During an attack (the test rows labelled
 with an attack type) it rewrites the readings of the channels it controls; it never touches a row outside an
 attack, a channel it does not control, or a `protected` channel (whose values are the attack's own). Every value
-it writes lies in the channel's observed range on the training split's normal rows, and a channel with few
-distinct values there (a pump's on/off status) only ever takes one of them.
+it writes lies in the range its sensor (the channel on the row's device) shows on the training split's normal rows,
+and a channel with few distinct values there (a pump's on/off status) only ever takes one of them.
+
+Where the data holds columns a twin computes from the readings (the simulator's `twin_*` and `residual_*`), the
+data config's `link` says which channels a packet carries and how the computed ones follow them (`Link`); the
+attacker writes only the former, and the job recomputes the latter from what it wrote.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from dataclasses import field as dataclass_field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -52,6 +57,25 @@ class ConcealmentSettings:
         )
 
 
+class Link(Protocol):
+    """The channels a packet carries and the columns a twin computes from them (e.g. `twinids.twin.link`)."""
+
+    channels: np.ndarray  # feature indices the attacker on the link may write
+    derived: np.ndarray  # feature indices computed from them, recomputed after every rewrite
+
+    def recompute(self, rows: np.ndarray) -> np.ndarray:
+        """`rows` with the derived columns recomputed from the (rewritten) readings."""
+        ...
+
+    def follow(self, rows: Any) -> Any:
+        """Torch rows as `recompute` gave them, the derived columns carrying their readings' gradient."""
+        ...
+
+    def downstream(self, written: np.ndarray) -> np.ndarray:
+        """Per row, whether its derived columns can change when the rows `written` are rewritten."""
+        ...
+
+
 @dataclass(frozen=True)
 class Threat:
     """The rows and channels an attacker rewrites, and the values it may write.
@@ -59,9 +83,12 @@ class Threat:
     Attributes:
         controlled: indices of the feature channels the attacker writes (protected ones excluded).
         rows: indices (into `WindowedData.rows`) of the test rows it rewrites: those of an attack.
-        lower, upper: per feature, the observed range on normal training rows (scaled units).
+        lower, upper: per attacked row (aligned with `rows`) and feature, the range the row's device shows on
+            normal training rows (scaled units; the range of every device where this one has no training rows).
         levels: per discrete controlled channel, the values it takes on normal training rows.
         normal_rows: indices of the normal training rows (what replay and the learned model read).
+        derived: indices of the channels computed from the readings (never written; the link recomputes them).
+        link: how the derived channels follow the readings (None: every channel is a reading on the link).
     """
 
     controlled: np.ndarray
@@ -70,6 +97,8 @@ class Threat:
     upper: np.ndarray
     levels: dict[int, np.ndarray]
     normal_rows: np.ndarray
+    derived: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    link: Link | None = None
 
     def editable(self, n_rows: int, n_features: int) -> np.ndarray:
         """A (rows, features) mask of the entries the attacker may change."""
@@ -77,9 +106,16 @@ class Threat:
         mask[np.ix_(self.rows, self.controlled)] = True
         return mask
 
-    def project(self, values: np.ndarray) -> np.ndarray:
-        """Controlled readings (rows, len(controlled)) clipped to their ranges, discrete ones snapped to a level."""
-        clipped = np.clip(values, self.lower[self.controlled], self.upper[self.controlled])
+    def bounds(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The (lower, upper) limits of the controlled channels at attacked `rows` (data row indices; None: all)."""
+        at = slice(None) if rows is None else np.searchsorted(self.rows, rows)
+        return self.lower[at][:, self.controlled], self.upper[at][:, self.controlled]
+
+    def project(self, values: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Controlled readings (rows, len(controlled)) at attacked `rows` (None: all of them, in order) clipped to
+        their limits, discrete ones snapped to a level."""
+        lower, upper = self.bounds(rows)
+        clipped = np.clip(values, lower, upper)
         for column, channel in enumerate(self.controlled):
             levels = self.levels.get(int(channel))
             if levels is not None:
@@ -95,31 +131,45 @@ class Threat:
         return np.split(self.rows, cuts)
 
 
-def threat_model(data: Any, settings: ConcealmentSettings) -> Threat:
+def threat_model(data: Any, settings: ConcealmentSettings, link: Link | None = None) -> Threat:
     """The threat `settings` describe on `data`: channels drawn or named, attacked test rows, training limits.
+
+    With a `link`, only its channels can be controlled, and its derived channels follow what the attacker writes.
 
     Raises:
         TwinIDSError: for unknown channel names, more sensors than channels, or a test split without attacks.
     """
     names = list(data.feature_names)
     computed = [name for name in names if name in TWIN_COMPUTED]
-    if computed:
+    if computed and link is None:
         raise TwinIDSError(
-            f"this data holds columns the virtual twin computes from the delivered readings ({', '.join(computed)}): "
-            "an attacker who rewrites readings would move them too, which twinids attack does not model; attack a "
-            "detector trained without them (data.drop_features), naming the channels on the link (controlled=[...])"
+            f"this data holds columns the virtual twin computes from the delivered readings ({', '.join(computed)}), "
+            "and its config names no data.link that recomputes them (a run trained before twinids attack knew the "
+            "simulator's links): train the detector again, or attack one trained without them (data.drop_features)"
         )
     if data.row_attacks is None:
         raise TwinIDSError("this data carries no per-row attack labels, so the attacked readings are unknown")
+    link_channels = np.arange(len(names)) if link is None else np.asarray(link.channels, dtype=np.int64)
+    if len(link_channels) == 0:
+        raise TwinIDSError("this data keeps none of the channels a packet carries: the attacker has nothing to write")
+    on_link = [names[int(channel)] for channel in link_channels]
     protected = _indices(settings.protected, names, "protected")
     if settings.controlled is not None:
-        chosen = _indices(settings.controlled, names, "controlled")
+        what = "channels of this data" if link is None else "channels an attacker on this data's link writes"
+        chosen = link_channels[_indices(settings.controlled, on_link, "controlled", what)]
     else:
-        count = len(names) if settings.sensors == ALL else int(settings.sensors)
-        if count > len(names):
-            raise TwinIDSError(f"sensors={count}, but this data has {len(names)} channels; use sensors=all or fewer")
-        chosen = np.sort(np.random.default_rng(settings.seed).choice(len(names), size=count, replace=False))
-    controlled = np.setdiff1d(chosen, protected)
+        count = len(link_channels) if settings.sensors == ALL else int(settings.sensors)
+        if count > len(link_channels):
+            has = (
+                f"this data has {len(names)} channels"
+                if link is None
+                else f"an attacker on this data's link writes {len(link_channels)} channels ({', '.join(on_link)})"
+            )
+            raise TwinIDSError(f"sensors={count}, but {has}; use sensors=all or fewer")
+        chosen = link_channels[
+            np.random.default_rng(settings.seed).choice(len(link_channels), size=count, replace=False)
+        ]
+    controlled = np.setdiff1d(np.sort(chosen), protected)
     if len(controlled) == 0:
         raise TwinIDSError("every controlled channel is protected: the attacker would write nothing")
     test_rows = covered_rows(data.starts["test"], data.window)
@@ -136,7 +186,25 @@ def threat_model(data: Any, settings: ConcealmentSettings) -> Threat:
         values = np.unique(normal[:, channel])
         if len(values) <= settings.discrete_values:
             levels[int(channel)] = values
-    return Threat(controlled, attacked, normal.min(axis=0), normal.max(axis=0), levels, normal_rows)
+    lower, upper = _device_ranges(data, normal_rows, attacked)
+    derived = np.zeros(0, dtype=np.int64) if link is None else np.asarray(link.derived, dtype=np.int64)
+    return Threat(controlled, attacked, lower, upper, levels, normal_rows, derived, link)
+
+
+def _device_ranges(data: Any, normal_rows: np.ndarray, attacked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per attacked row, the range each channel shows on its device's normal training rows (all devices' range for
+    a device with fewer than 2 of them, e.g. a test device of a by-device split)."""
+    normal = data.rows[normal_rows]
+    lower = np.repeat(normal.min(axis=0)[None, :], len(attacked), axis=0)
+    upper = np.repeat(normal.max(axis=0)[None, :], len(attacked), axis=0)
+    if data.row_devices is None:
+        return lower, upper
+    for device in np.unique(data.row_devices[attacked]):
+        own = normal[data.row_devices[normal_rows] == device]
+        if len(own) >= 2:
+            at = data.row_devices[attacked] == device
+            lower[at], upper[at] = own.min(axis=0), own.max(axis=0)
+    return lower, upper
 
 
 def covered_rows(starts: np.ndarray, window: int) -> np.ndarray:
@@ -151,10 +219,10 @@ def channel_names(threat: Threat, names: Sequence[str]) -> list[str]:
     return [names[int(channel)] for channel in threat.controlled]
 
 
-def _indices(wanted: Sequence[str], names: list[str], key: str) -> np.ndarray:
+def _indices(wanted: Sequence[str], names: list[str], key: str, what: str = "channels of this data") -> np.ndarray:
     unknown = sorted(set(wanted) - set(names))
     if unknown:
-        raise TwinIDSError(f"{key} names {unknown}, which are not channels of this data; channels: {names}")
+        raise TwinIDSError(f"{key} names {unknown}, which are not {what}; they are: {names}")
     return np.array(sorted(names.index(name) for name in wanted), dtype=np.int64)
 
 

@@ -53,6 +53,23 @@ class FeatureEncoder:
         self.feature_names = [str(c) for c in self._numeric] + one_hot_names
         return self
 
+    def decoding(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per encoded feature (offset, scale) with raw = offset + scale * encoded (one-hot columns: 0 and 1).
+
+        What turns an encoded reading back into the plant's units, e.g. for a twin that recomputes its columns
+        from readings an attacker rewrote in encoded units.
+        """
+        if self._one_hot is None:
+            raise RuntimeError("FeatureEncoder.decoding called before fit")
+        offset, scale = np.zeros(len(self.feature_names)), np.ones(len(self.feature_names))
+        width = len(self._numeric)
+        if self.scaler == "standard" and width:
+            offset[:width], scale[:width] = self._scale.mean_, self._scale.scale_
+        elif self.scaler == "minmax" and width:
+            scale[:width] = 1.0 / self._scale.scale_
+            offset[:width] = -self._scale.min_ * scale[:width]
+        return offset, scale
+
     def transform(self, rows: pd.DataFrame) -> np.ndarray:
         """Encoded float32 matrix (rows x encoded features)."""
         if self._one_hot is None:

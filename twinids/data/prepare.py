@@ -89,8 +89,9 @@ class WindowedData:
     per window, the index of its run (a stretch of one device's readings in one segment and split): windows of
     one group are consecutive in time, so episodes and smoothing never cross devices. `source_files`
     names the files the data came from (empty for generated data), for the run's data fingerprint.
-    `row_attacks` and `row_times` say, per row, its attack type and time: what an attacker who rewrites
-    readings (`twinids attack`) needs to know of them.
+    `row_attacks`, `row_times` and `row_devices` say, per row, its attack type, time and device, and `decoding`
+    turns encoded values back into the frame's units: what an attacker who rewrites readings (`twinids attack`)
+    needs to know of them.
     """
 
     rows: np.ndarray
@@ -106,6 +107,8 @@ class WindowedData:
     source_files: tuple[str, ...] = ()
     row_attacks: np.ndarray | None = None  # per row: index into `attack_names` (0 = normal), for attacks on rows
     row_times: np.ndarray | None = None  # per row: the frame's time value, for attacks that replay by phase
+    row_devices: np.ndarray | None = None  # per row: the frame's device, for limits and twins per device
+    decoding: tuple[np.ndarray, np.ndarray] | None = None  # per feature (offset, scale): raw = offset + scale * row
 
     @property
     def n_features(self) -> int:
@@ -205,6 +208,8 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
         devices,
         row_attacks=row_attacks,
         row_times=frame[TIME].to_numpy(),
+        row_devices=frame[DEVICE].to_numpy(dtype=object),
+        decoding=encoder.decoding(),
     )
 
 

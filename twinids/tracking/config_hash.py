@@ -17,9 +17,10 @@ CONFIG_HASH_TAG = "twinids.config_hash"  # every training run carries it; sweeps
 REPEAT_HASH_TAG = "twinids.repeat_hash"  # equal for runs whose settings differ in their seeds alone
 
 # Keys (dotted; a key drops its whole subtree) that never change what a run learns or measures: where it is
-# tracked and written, its name, and how much the trainer prints or logs.
+# tracked and written, its name, how much the trainer prints or logs, and what only `twinids attack` reads.
 RESULT_NEUTRAL_KEYS = (
     "tracking",
+    "data.link",
     "paths",
     "run_name",
     "trainer.enable_progress_bar",

@@ -12,9 +12,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from twinids.data.frame import validate_frame
 from twinids.errors import TwinIDSError, require_integer, require_number
-from twinids.twin.devices import DEVICE_KINDS, build_device
+from twinids.twin.devices import DEVICE_KINDS, DeviceModel, build_device
 from twinids.twin.schedule import check_fits, parse_attacks, plan_episodes
-from twinids.twin.stream import run_device
+from twinids.twin.stream import DeviceStream, run_device
 
 KEY = "data.source"  # where the simulator's settings live in the composed config (configs/data/synthetic_twin.yaml)
 FEATURES = (
@@ -33,6 +33,8 @@ FEATURES = (
 )
 # What the virtual twin computes from the delivered readings (an attacker who rewrites readings moves these too)
 TWIN_COMPUTED = ("twin_primary", "twin_secondary", "residual_primary", "residual_secondary")
+# What one delivered packet carries (twinids.twin.attacks.Packet): all an attacker on the link writes
+PACKET = ("sensor_primary", "sensor_secondary", "actuator_reported")
 
 
 def _plain(value: Any) -> Any:
@@ -123,27 +125,10 @@ def simulate_network(
     Raises:
         TwinIDSError: a bad argument, with the key at fault and the valid options.
     """
-    _check_numbers(seed, n_steps, step_seconds, twin_gain, twin_gate, packet_loss)
-    device_specs = parse_devices(devices)
-    attack_settings = parse_attacks(_plain(attacks))
-    check_fits(attack_settings, int(n_steps))
     frames = []
-    for name, kind, overrides in device_specs:
-        streams = np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).spawn(4)
-        params_rng, schedule_rng, noise_rng, attack_rng = (np.random.default_rng(s) for s in streams)
-        model = build_device(kind, float(step_seconds), params_rng, overrides, where=f"{KEY}.devices[{name!r}]")
-        episodes = plan_episodes(attack_settings, int(n_steps), attack_rng, model)
-        rows = run_device(
-            model,
-            episodes,
-            int(n_steps),
-            noise_rng,
-            schedule_rng,
-            float(twin_gain),
-            float(twin_gate),
-            float(packet_loss),
-        )
-        frame = pd.DataFrame(rows)
+    streams = simulate_devices(seed, n_steps, step_seconds, devices, attacks, twin_gain, twin_gate, packet_loss)
+    for name, (kind, _, stream) in streams.items():
+        frame = pd.DataFrame(stream.rows)
         frame.insert(0, "device", name)
         frame.insert(2, "device_kind", kind)
         frames.append(frame)
@@ -155,3 +140,38 @@ def simulate_network(
     ordered = ["device", "time", *FEATURES, "label", "attack"]
     frame = frame[ordered].astype({"label": "int64", "time": "float64"})
     return validate_frame(frame, "synthetic_twin")
+
+
+def simulate_devices(
+    seed: int,
+    n_steps: int,
+    step_seconds: float,
+    devices: Mapping[str, Any] | Sequence[Any],
+    attacks: Mapping[str, Any],
+    twin_gain: float,
+    twin_gate: float,
+    packet_loss: float,
+) -> dict[str, tuple[str, DeviceModel, DeviceStream]]:
+    """Per device name: its kind, its model and its simulated stream (the settings as in `simulate_network`)."""
+    _check_numbers(seed, n_steps, step_seconds, twin_gain, twin_gate, packet_loss)
+    device_specs = parse_devices(devices)
+    attack_settings = parse_attacks(_plain(attacks))
+    check_fits(attack_settings, int(n_steps))
+    simulated = {}
+    for name, kind, overrides in device_specs:
+        streams = np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).spawn(4)
+        params_rng, schedule_rng, noise_rng, attack_rng = (np.random.default_rng(s) for s in streams)
+        model = build_device(kind, float(step_seconds), params_rng, overrides, where=f"{KEY}.devices[{name!r}]")
+        episodes = plan_episodes(attack_settings, int(n_steps), attack_rng, model)
+        stream = run_device(
+            model,
+            episodes,
+            int(n_steps),
+            noise_rng,
+            schedule_rng,
+            float(twin_gain),
+            float(twin_gate),
+            float(packet_loss),
+        )
+        simulated[name] = (kind, model, stream)
+    return simulated
