@@ -209,6 +209,8 @@ def test_the_learned_attacker_needs_no_gradient_and_attacks_a_random_forest(tmp_
         (["--sensors", "ten"], "sensors must be an integer >= 1 or all; got 'ten'"),
         (["controlled=[L_T1,NOPE]"], "controlled names ['NOPE']"),
         (["method.steps=0"], "method.steps"),
+        (["plc=PLC10"], "plc=PLC10 is not a PLC of data 'batadal'; its PLCs: PLC1, PLC2"),
+        (["plc=PLC3", "controlled=[L_T1]"], "give it or controlled=[...], not both"),
     ],
 )
 def test_bad_attack_settings_are_one_line_and_log_no_run(detectors, cli_runner_factory, arguments, message):
@@ -225,3 +227,13 @@ def test_the_command_prints_detection_before_and_after(detectors, cli_runner_fac
     assert result.returncode == 0, result.stderr
     assert "test/recall_attacked" in result.stdout and "clean/recall_attacked" in result.stdout
     assert "controlled:" in result.stdout
+
+
+def test_an_attacker_who_took_over_one_plc_controls_the_readings_that_plc_reports(detectors, mlflow_client):
+    from twinids.config import compose
+
+    workdir, runs, uri = detectors
+    result = conceal_run(runs["mahalanobis"], ["method=replay", "plc=PLC3"], uri)
+    plc3 = compose(["data=batadal"]).data.plcs.PLC3
+    assert result.controlled and set(result.controlled) <= set(plc3)  # those the detector reads (constants dropped)
+    assert mlflow_client(workdir).get_run(result.run_id).data.params["attack/plc"] == "PLC3"

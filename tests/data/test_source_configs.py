@@ -30,6 +30,7 @@ KEYS = {
     "eval_batch_size",
     "num_workers",
     "link",
+    "plcs",
     "allow_undefined_metrics",
     "train_on",
     "train_half",

@@ -107,6 +107,10 @@ def conceal_run(
         cfg = OmegaConf.create(card.config)
         data = build_windows(cfg.data)  # every split: limits, replay and the learned model read training rows
         check_compatible(card.feature_names, card.class_names, data.feature_names, data.class_names)
+        if settings.plc is not None:
+            settings = dataclasses.replace(
+                settings, controlled=plc_channels(cfg.data, settings.plc, data.feature_names)
+            )
         threat = threat_model(data, settings, _link(cfg.data, data))
         clean, detector = _test(cfg, data, checkpoint, card, Path(scratch))
         began = time.perf_counter()
@@ -151,20 +155,45 @@ def conceal_run(
 
 
 def _link(data_cfg: Any, data: Any) -> Any:
-    """The data config's link (`data.link`: the packet's channels and the twin columns that follow them), if any.
+    """The data config's link (`data.link`: the packet's channels and the twin columns that follow them), if any."""
+    from twinids.config import build
 
-    A run trained before the key existed takes its dataset's shipped link: it describes the data's source, not
-    anything the run learned (the config hash leaves it out).
-    """
-    from twinids.config import build, compose, group_options
-
-    if "link" in data_cfg:
-        node = data_cfg.link
-    elif str(data_cfg.name) in group_options("data"):
-        node = compose([f"data={data_cfg.name}"]).data.link
-    else:
-        node = None
+    node = _source_setting(data_cfg, "link")
     return None if node is None else build(node, "data.link")(source=data_cfg.source, data=data)
+
+
+def plc_channels(data_cfg: Any, plc: str, features: Sequence[str]) -> tuple[str, ...]:
+    """The channels controller `plc` reports (`data.plcs`) that the detector reads.
+
+    Raises:
+        TwinIDSError: for data that names no PLCs, an unknown PLC, or one none of whose channels the detector reads.
+    """
+    plcs = _source_setting(data_cfg, "plcs")
+    if plcs is None:
+        raise TwinIDSError(
+            f"plc={plc}, but data '{data_cfg.name}' names no PLCs (data.plcs); name the channels with controlled=[...]"
+        )
+    if plc not in plcs:
+        raise TwinIDSError(f"plc={plc} is not a PLC of data '{data_cfg.name}'; its PLCs: {', '.join(plcs)}")
+    channels = tuple(str(name) for name in plcs[plc] if name in features)
+    if not channels:
+        raise TwinIDSError(f"none of the channels {plc} reports ({', '.join(plcs[plc])}) is one the detector reads")
+    return channels
+
+
+def _source_setting(data_cfg: Any, key: str) -> Any:
+    """`data.<key>`, a description of the data's source that training never reads (the config hash leaves it out).
+
+    A run trained before the key existed takes its dataset's shipped value: it describes the source, not anything
+    the run learned.
+    """
+    from twinids.config import compose, group_options
+
+    if key in data_cfg:
+        return data_cfg[key]
+    if str(data_cfg.name) in group_options("data"):
+        return compose([f"data={data_cfg.name}"]).data[key]
+    return None
 
 
 def followed(rows: np.ndarray, threat: Threat) -> np.ndarray:

@@ -208,7 +208,8 @@ class LearnedConcealment:
         )
         with warnings.catch_warnings():  # max_iter is the setting: reaching it is no news
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(inputs(later, rows[later - 1][:, controlled]), rows[later][:, controlled])
+            target = rows[later][:, controlled]
+            model.fit(inputs(later, rows[later - 1][:, controlled]), target[:, 0] if len(controlled) == 1 else target)
         for episode in threat.episodes():
             previous = rows[max(int(episode[0]) - 1, 0), controlled][None, :]
             for row in episode:

@@ -32,6 +32,7 @@ class ConcealmentSettings:
 
     sensors: int | str
     controlled: tuple[str, ...] | None
+    plc: str | None
     protected: tuple[str, ...]
     seed: int
     period: float
@@ -44,12 +45,19 @@ class ConcealmentSettings:
         if sensors != ALL and (isinstance(sensors, bool) or not isinstance(sensors, int) or sensors < 1):
             raise TwinIDSError(f"sensors must be an integer >= 1 or all; got {sensors!r}")
         controlled = None if cfg.controlled is None else _names(cfg.controlled, "controlled")
+        plc = cfg.plc
+        if plc is not None and (not isinstance(plc, str) or controlled is not None):
+            raise TwinIDSError(
+                f"plc must be one controller's name (e.g. plc=PLC3), and names the channels itself: give it or "
+                f"controlled=[...], not both; got plc={plc!r}"
+            )
         period = cfg.period
         if isinstance(period, bool) or not isinstance(period, int | float) or period <= 0:
             raise TwinIDSError(f"period must be a positive number (the daily cycle in time units); got {period!r}")
         return cls(
             sensors=sensors,
             controlled=controlled,
+            plc=plc,
             protected=_names(cfg.protected, "protected"),
             seed=require_integer(cfg.seed, "seed", 0),
             period=float(period),

@@ -21,6 +21,7 @@ REPEAT_HASH_TAG = "twinids.repeat_hash"  # equal for runs whose settings differ 
 RESULT_NEUTRAL_KEYS = (
     "tracking",
     "data.link",
+    "data.plcs",
     "paths",
     "run_name",
     "trainer.enable_progress_bar",
