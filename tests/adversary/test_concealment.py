@@ -237,3 +237,17 @@ def test_an_attacker_who_took_over_one_plc_controls_the_readings_that_plc_report
     plc3 = compose(["data=batadal"]).data.plcs.PLC3
     assert result.controlled and set(result.controlled) <= set(plc3)  # those the detector reads (constants dropped)
     assert mlflow_client(workdir).get_run(result.run_id).data.params["attack/plc"] == "PLC3"
+
+
+def test_an_unset_attack_setting_hashes_as_absent_so_settings_added_later_keep_earlier_keys():
+    from omegaconf import OmegaConf, open_dict
+
+    from twinids.adversary.attack_job import attack_key, attack_settings
+
+    cfg = attack_settings(["method=replay"])[0]
+    added_later = cfg.copy()
+    with open_dict(added_later):
+        added_later.some_new_setting = None
+    assert attack_key("run", added_later) == attack_key("run", cfg)
+    assert attack_key("run", OmegaConf.merge(cfg, {"plc": "PLC3"})) != attack_key("run", cfg)
+    assert attack_key("other run", cfg) != attack_key("run", cfg)

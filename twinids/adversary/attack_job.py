@@ -55,14 +55,16 @@ def attack_settings(overrides: Sequence[str]) -> tuple[Any, ConcealmentSettings]
 
 
 def attack_key(run_id: str, cfg: Any) -> str:
-    """A hash of (detector run, resolved attack settings): equal keys mean the same attack on the same detector."""
+    """A hash of (detector run, resolved attack settings): equal keys mean the same attack on the same detector.
+
+    Unset (null) settings hash as absent, as in the config hash, so a setting added later, off by default, leaves
+    the keys of earlier attacks as they were.
+    """
     import hashlib
-    import json
 
-    from omegaconf import OmegaConf
+    from twinids.tracking.config_hash import config_hash
 
-    text = run_id + ":" + json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{run_id}:{config_hash(cfg, ignored=())}".encode()).hexdigest()[:16]
 
 
 def finished_attack(run_id: str, overrides: Sequence[str], tracking_uri: str) -> str | None:
