@@ -34,6 +34,7 @@ TARGETS = (
     Target("hybrid_dp_step_vs_plain_ratio", "hybrid (LSTM+SAE+MHA) DP step / its plain step", 3.0, False, "x"),
     Target("loop_overhead_ratio", "twinids Lightning loop / plain PyTorch loop", 1.10, False, "x"),
     Target("inference_windows_per_s", "LSTM detector inference", 100_000, True, " windows/s"),
+    Target("stream_latency_p99_ms", "`twinids detect` latency p99, LSTM, 100 devices, 1,000/s", 5.0, False, " ms"),
     Target("windowing_s_1m_rows", "windows for 1M rows x 40 features", 2.0, False, " s"),
     Target("windowing_peak_memory_vs_raw_ratio", "windowing peak memory / raw array", 2.0, False, "x"),
     Target("prepare_s_1m_rows", "whole pipeline (sort, split, encode, window), 1M x 40", 2.0, False, " s"),
@@ -99,6 +100,7 @@ def run_all(device: str = "cpu", threads: int = 2, quick: bool = False) -> dict[
         measure_startup,
         measure_windowing,
     )
+    from twinids.bench.stream_latency import measure_stream
     from twinids.bench.sweep_overhead import measure_sweep_overhead
     from twinids.bench.wait_situations import measure_wait_situations
     from twinids.training.job import quiet_libraries
@@ -112,6 +114,7 @@ def run_all(device: str = "cpu", threads: int = 2, quick: bool = False) -> dict[
         lambda: measure_dp_epoch(["data.source.n_steps=1500"] if quick else [], repeats=1 if quick else 3),
         lambda: measure_loop_overhead(n_windows=5_000 if quick else 20_000, repeats=1 if quick else 5),
         lambda: measure_inference(n_windows=10_000 if quick else 50_000),
+        lambda: measure_stream(seconds=2.0 if quick else 20.0),
         lambda: measure_windowing(rows=100_000 if quick else 1_000_000),
         lambda: measure_prepare(rows=100_000 if quick else 1_000_000),
         lambda: measure_startup(repeats=2 if quick else 5),

@@ -12,18 +12,32 @@ CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 @app.command("simulate", context_settings=CONTEXT)
 def simulate_command(
-    out: Path = typer.Option(..., "--out", help="CSV file to write."),
+    out: Path = typer.Option(None, "--out", help="CSV file to write."),
+    publish: str = typer.Option(None, "--publish", help="Publish each reading as JSON to mqtt://host:port/topic."),
+    realtime: bool = typer.Option(False, "--realtime", help="With --publish: at the readings' own pace."),
+    speed: float = typer.Option(1.0, "--speed", help="With --realtime: this many times faster."),
     overrides: list[str] = typer.Argument(None, help="Overrides of the simulator, e.g. data.source.n_steps=5000"),
 ) -> None:
-    """Write the built-in digital twin simulator's telemetry (as `data=synthetic_twin` sees it) to a CSV file."""
+    """Write the built-in digital twin simulator's telemetry (as `data=synthetic_twin` sees it) to a CSV file,
+    or publish it reading by reading (every device interleaved in time order) to an MQTT topic."""
     from twinids.config import compose
     from twinids.data.registry import load_frame
     from twinids.errors import TwinIDSError
 
-    if out.suffix.lower() != ".csv":
+    if (out is None) == (publish is None):
+        raise TwinIDSError("give one of --out FILE.csv and --publish mqtt://host:port/topic")
+    if out is not None and out.suffix.lower() != ".csv":
         raise TwinIDSError(f"--out must name a .csv file, got '{out}'")
+    if speed <= 0:
+        raise TwinIDSError(f"--speed must be positive; got {speed}")
     cfg = compose(["data=synthetic_twin", *(overrides or [])])
     frame = load_frame(cfg.data)
+    if publish is not None:
+        from twinids.stream.publish import publish_frame
+
+        sent = publish_frame(frame, publish, realtime=realtime, speed=speed)
+        typer.echo(f"published {sent} readings to {publish}")
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     frame.to_csv(partial, index=False)

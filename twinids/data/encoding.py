@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -69,6 +72,28 @@ class FeatureEncoder:
             scale[:width] = 1.0 / self._scale.scale_
             offset[:width] = -self._scale.min_ * scale[:width]
         return offset, scale
+
+    @property
+    def columns(self) -> list[str]:
+        """The frame columns it encodes (numeric ones first, as in `feature_names`)."""
+        return [*self._numeric, *self._categorical]
+
+    def encode_record(self, record: Mapping[str, Any]) -> np.ndarray:
+        """One reading (column -> raw value) as its encoded float32 row, equal to `transform` of that row.
+
+        For streams: no DataFrame per reading. Raises KeyError for a column the record lacks.
+        """
+        if self._one_hot is None:
+            raise RuntimeError("FeatureEncoder.encode_record called before fit")
+        numeric = np.array([float(record[column]) for column in self._numeric], dtype=np.float64)
+        if self.scaler == "standard" and self._numeric:
+            numeric = (numeric - self._scale.mean_) / self._scale.scale_
+        elif self.scaler == "minmax" and self._numeric:
+            numeric = numeric * self._scale.scale_ + self._scale.min_
+        parts = [numeric]
+        for column, categories in zip(self._categorical, getattr(self._one_hot, "categories_", []), strict=False):
+            parts.append((categories == str(record[column])).astype(np.float64))
+        return np.concatenate(parts).astype(np.float32)
 
     def transform(self, rows: pd.DataFrame) -> np.ndarray:
         """Encoded float32 matrix (rows x encoded features)."""

@@ -89,9 +89,9 @@ class WindowedData:
     per window, the index of its run (a stretch of one device's readings in one segment and split): windows of
     one group are consecutive in time, so episodes and smoothing never cross devices. `source_files`
     names the files the data came from (empty for generated data), for the run's data fingerprint.
-    `row_attacks`, `row_times` and `row_devices` say, per row, its attack type, time and device, and `decoding`
-    turns encoded values back into the frame's units: what an attacker who rewrites readings (`twinids attack`)
-    needs to know of them.
+    `row_attacks`, `row_times` and `row_devices` say, per row, its attack type, time and device, and `encoder`
+    (fitted on the training rows) encodes new readings and turns encoded values back into the frame's units: what
+    an attacker who rewrites readings (`twinids attack`) and a stream detector (`twinids detect`) need.
     """
 
     rows: np.ndarray
@@ -108,7 +108,12 @@ class WindowedData:
     row_attacks: np.ndarray | None = None  # per row: index into `attack_names` (0 = normal), for attacks on rows
     row_times: np.ndarray | None = None  # per row: the frame's time value, for attacks that replay by phase
     row_devices: np.ndarray | None = None  # per row: the frame's device, for limits and twins per device
-    decoding: tuple[np.ndarray, np.ndarray] | None = None  # per feature (offset, scale): raw = offset + scale * row
+    encoder: FeatureEncoder | None = None  # fitted on the training rows: encodes new readings as `rows` were
+
+    @property
+    def decoding(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per feature (offset, scale) with raw = offset + scale * row (None without the encoder)."""
+        return None if self.encoder is None else self.encoder.decoding()
 
     @property
     def n_features(self) -> int:
@@ -209,7 +214,7 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
         row_attacks=row_attacks,
         row_times=frame[TIME].to_numpy(),
         row_devices=frame[DEVICE].to_numpy(dtype=object),
-        decoding=encoder.decoding(),
+        encoder=encoder,
     )
 
 

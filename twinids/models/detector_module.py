@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -98,6 +99,16 @@ class DetectorModule(pl.LightningModule):
         """(smooth, threshold): a window alarms when the causal mean of `alarm_score` over the last `smooth`
         windows of its run is above `threshold`."""
         raise NotImplementedError
+
+    def window_scores(self, windows: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw score (float64) and, for a classifier, predicted class of each window, as its test computes them."""
+        with torch.no_grad():
+            scores = self.scores(self(windows))
+        return scores.score.double().numpy(), scores.predicted.numpy()
+
+    def window_decision(self) -> tuple[int, float | None]:
+        """(smooth, threshold) applied to `window_scores`; a classifier's (1, None): its predicted class decides."""
+        return 1, None
 
     # -- shared machinery -------------------------------------------------------------------------------
     def forward(self, windows: torch.Tensor) -> Any:

@@ -151,6 +151,36 @@ def require_concealable(detector: Detector, name: str) -> Concealable:
     return detector  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class WindowRule:
+    """How a loaded detector decides on windows one at a time, as `test` decides on a split: what a stream uses.
+
+    `score` maps windows (n, time, features) to raw scores (n,) float64 and, for a detector that names classes
+    itself (a classifier), the predicted class of each (n,) int; else None. A classifier alarms when its class is
+    not normal; any other detector when the causal mean of its score over the last `smooth` windows of a device
+    is above `threshold` (`twinids.scoring.normalize.smooth`, as its test does).
+    """
+
+    score: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+    smooth: int
+    threshold: float | None  # None: the classifier's predicted class decides
+
+
+class Streamable(Protocol):
+    """A detector that scores windows one at a time: `twinids detect` runs it on a live stream."""
+
+    def window_rule(self) -> WindowRule:
+        """The loaded detector's rule for deciding on windows as they arrive."""
+        ...
+
+
+def require_streamable(detector: Detector, name: str) -> Streamable:
+    """The detector, if it can score windows one at a time; else one error line saying why not."""
+    if not callable(getattr(detector, "window_rule", None)):
+        raise TwinIDSError(f"model '{name}' cannot score windows one at a time (Streamable.window_rule)")
+    return detector  # type: ignore[return-value]
+
+
 DETECTOR_MEMBERS = ("fit", "load", "test", "privacy_summary", "artifacts")
 
 

@@ -23,7 +23,7 @@ from twinids.errors import TwinIDSError
 from twinids.models.build import build_net
 from twinids.models.detector_module import DetectorModule
 from twinids.training.checkpoint_io import TORCH_SUFFIX, load_torch_checkpoint, save_torch_checkpoint
-from twinids.training.detector import JobContext, Supports, TestReport
+from twinids.training.detector import JobContext, Supports, TestReport, WindowRule
 from twinids.training.model_card import CARD_KEY, ModelCard
 from twinids.training.trainer_settings import check_trainer_settings, planned_steps_per_epoch
 
@@ -249,6 +249,16 @@ class LightningDetector:
         self.module.requires_grad_(False)
         smooth, threshold = self.module.alarm_rule()
         return AlarmScore(self.module.alarm_score, smooth, threshold)
+
+    def window_rule(self) -> Any:
+        """The loaded module's rule for windows one at a time (eval mode), as its test decides."""
+        self.module.eval()
+        smooth, threshold = self.module.window_decision()
+
+        def score(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            return self.module.window_scores(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)))
+
+        return WindowRule(score, smooth, threshold)
 
     def privacy_summary(self) -> dict[str, Any] | None:
         """ε and the DP-SGD settings spent by the training run (None without privacy)."""

@@ -22,7 +22,7 @@ from twinids.errors import TwinIDSError
 from twinids.models.metrics import DetectionMetrics
 from twinids.scoring.calibration import residual_calibration
 from twinids.training.checkpoint_io import TORCH_SUFFIX, load_torch_checkpoint, save_torch_checkpoint
-from twinids.training.detector import AlarmScore, JobContext, Supports, TestReport
+from twinids.training.detector import AlarmScore, JobContext, Supports, TestReport, WindowRule
 from twinids.training.model_card import CARD_KEY
 
 CALIBRATION_KEY = "twinids_calibration"
@@ -88,6 +88,14 @@ class PhysicsResidualDetector:
             return self.calibration.scorer.torch_score(self._scored_part(windows))
 
         return AlarmScore(score, self.calibration.smooth, float(self.calibration.threshold))
+
+    def window_rule(self) -> Any:
+        """The calibrated residual score of windows one at a time, smoothed and thresholded as `test` does."""
+
+        def score(windows: np.ndarray) -> tuple[np.ndarray, None]:
+            return self.calibration.scorer.score(self._scored_part(windows)), None
+
+        return WindowRule(score, self.calibration.smooth, float(self.calibration.threshold))
 
     def privacy_summary(self) -> dict[str, Any] | None:
         """Nothing is trained, so no privacy is spent."""

@@ -13,7 +13,7 @@ from twinids.data.prepare import WindowedData
 from twinids.errors import TwinIDSError
 from twinids.models.metrics import DetectionMetrics
 from twinids.training.checkpoint_io import SKLEARN_SUFFIX, load_sklearn_checkpoint, save_sklearn_checkpoint
-from twinids.training.detector import JobContext, Supports, TestReport
+from twinids.training.detector import JobContext, Supports, TestReport, WindowRule
 
 
 class SklearnDetector:
@@ -68,6 +68,15 @@ class SklearnDetector:
             probabilities[:, self.estimator.classes_] = self.estimator.predict_proba(windows.reshape(len(windows), -1))
         true = probabilities[np.arange(len(windows)), data.targets[split][indices]]
         return -np.log(np.clip(true, 1e-12, 1.0))
+
+    def window_rule(self) -> Any:
+        """Windows one at a time as `test` decides: score 1 - P(normal), the most probable class decides."""
+        return WindowRule(self._window_scores, 1, None)
+
+    def _window_scores(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probabilities = np.zeros((len(windows), len(self.class_names)), dtype=np.float32)
+        probabilities[:, self.estimator.classes_] = self.estimator.predict_proba(windows.reshape(len(windows), -1))
+        return 1.0 - probabilities[:, 0].astype(np.float64), probabilities.argmax(axis=1)
 
     def privacy_summary(self) -> dict[str, Any] | None:
         """Classical models are never trained privately."""

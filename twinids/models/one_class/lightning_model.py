@@ -102,6 +102,16 @@ class OneClassModule(DetectorModule):
             raise TwinIDSError("no fitted threshold: attack a one-class checkpoint saved after validation")
         return self.calibration.smooth, float(self.calibration.threshold)
 
+    def window_scores(self, windows: torch.Tensor) -> tuple[np.ndarray, None]:
+        """The fitted scorer's score of each window (numpy, as its test scores a split); no class of its own."""
+        with torch.no_grad():
+            deviations = self.deviations(self.net(windows), windows).cpu().numpy()
+        return self.calibration.scorer.score(deviations), None
+
+    def window_decision(self) -> tuple[int, float | None]:
+        """The fitted calibration's smoothing span and threshold."""
+        return self.alarm_rule()
+
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> Any:
         windows = batch[0]
         # Labels never reach training: the target of a one-class net is its own window.
