@@ -121,6 +121,7 @@ class MqttReadings:
         self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_message = lambda client, userdata, message: self._messages.put(
             (time.perf_counter(), message.payload)
         )
@@ -170,9 +171,14 @@ class MqttReadings:
             log.warning("MQTT broker %s:%s refused the connection: %s", self.address.host, self.address.port, reason)
             return
         client.subscribe(self.address.topic, qos=1)
-        if not self.connected:
-            log.info("subscribed to %s on %s:%s", self.address.topic, self.address.host, self.address.port)
         self.connected = True
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: Any, reasons: Any, properties: Any) -> None:
+        """The broker confirmed the subscription: from now on nothing published on the topic is missed."""
+        if any(reason.is_failure for reason in reasons):
+            log.warning("MQTT broker refused the subscription to %s: %s", self.address.topic, reasons)
+            return
+        log.info("subscribed to %s on %s:%s", self.address.topic, self.address.host, self.address.port)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if self.connected:
