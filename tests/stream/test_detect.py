@@ -37,6 +37,16 @@ def runs(tmp_path_factory, smoke_config):
     return workdir, ids
 
 
+@pytest.fixture(scope="module")
+def stream_csv(runs, cli_runner_factory):
+    """`twinids data simulate` output (another seed than the runs', 500 steps), written once for the module."""
+    workdir, _ = runs
+    cli = cli_runner_factory(workdir)
+    written = cli("data", "simulate", "--out", "stream.csv", "data.source.n_steps=500", "seed=5")
+    assert written.returncode == 0, written.stderr
+    return workdir / "stream.csv"
+
+
 def split_readings(run_id: str, workdir):
     """The online detector of a run, its test split as readings (the frame's rows, in order), and the eval report."""
     from omegaconf import OmegaConf
@@ -97,12 +107,9 @@ def test_the_stream_decides_the_test_split_as_eval_does(runs, name):
     assert np.allclose([d["score"] for d in sink.decisions], expected, rtol=1e-6, atol=1e-6)
 
 
-def test_a_csv_written_by_data_simulate_is_a_source_as_it_is(runs, cli_runner_factory):
+def test_a_csv_written_by_data_simulate_is_a_source_as_it_is(runs, cli_runner_factory, stream_csv):
     workdir, ids = runs
-    cli = cli_runner_factory(workdir)
-    written = cli("data", "simulate", "--out", "stream.csv", "data.source.n_steps=500", "seed=5")
-    assert written.returncode == 0, written.stderr
-    result = cli("detect", ids["physics"], "--source", "stream.csv", "--every-window")
+    result = cli_runner_factory(workdir)("detect", ids["physics"], "--source", stream_csv.name, "--every-window")
     assert result.returncode == 0, result.stderr
     import pandas as pd
 
@@ -113,13 +120,12 @@ def test_a_csv_written_by_data_simulate_is_a_source_as_it_is(runs, cli_runner_fa
     assert "windows decided" in result.stderr.splitlines()[-1]
 
 
-def test_bad_readings_get_one_line_each_and_the_stream_goes_on(runs, cli_runner_factory):
+def test_bad_readings_get_one_line_each_and_the_stream_goes_on(runs, cli_runner_factory, stream_csv):
     import pandas as pd
 
     workdir, ids = runs
     cli = cli_runner_factory(workdir)
-    assert cli("data", "simulate", "--out", "clean.csv", "data.source.n_steps=500", "seed=6").returncode == 0
-    frame = pd.read_csv(workdir / "clean.csv")
+    frame = pd.read_csv(stream_csv)
     frame["setpoint"] = frame["setpoint"].astype(object)
     frame.loc[5, "sensor_primary"] = float("nan")
     frame.loc[7, "device"] = "no_such_device"
@@ -152,24 +158,22 @@ def test_bad_detect_settings_are_one_line(runs, cli_runner_factory, arguments, m
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
-def test_a_file_lacking_a_feature_is_refused_whole(runs, cli_runner_factory):
+def test_a_file_lacking_a_feature_is_refused_whole(runs, cli_runner_factory, stream_csv):
     import pandas as pd
 
     workdir, ids = runs
     cli = cli_runner_factory(workdir)
-    assert cli("data", "simulate", "--out", "full.csv", "data.source.n_steps=500").returncode == 0
-    pd.read_csv(workdir / "full.csv").drop(columns=["dt"]).to_csv(workdir / "short.csv", index=False)
+    pd.read_csv(stream_csv).drop(columns=["dt"]).to_csv(workdir / "short.csv", index=False)
     result = cli("detect", ids["forest"], "--source", "short.csv", "--out", "alerts.jsonl")
     assert result.returncode != 0 and "lacks the columns ['dt']" in result.stderr
     assert not (workdir / "alerts.jsonl").exists() or (workdir / "alerts.jsonl").read_text() == ""
 
 
-def test_alerts_appended_to_a_file_keep_what_it_held(runs, cli_runner_factory):
+def test_alerts_appended_to_a_file_keep_what_it_held(runs, cli_runner_factory, stream_csv):
     workdir, ids = runs
     cli = cli_runner_factory(workdir)
-    assert cli("data", "simulate", "--out", "more.csv", "data.source.n_steps=500", "seed=8").returncode == 0
     (workdir / "kept.jsonl").write_text('{"earlier": true}\n')
-    result = cli("detect", ids["physics"], "--source", "more.csv", "--out", "kept.jsonl", "--every-window")
+    result = cli("detect", ids["physics"], "--source", stream_csv.name, "--out", "kept.jsonl", "--every-window")
     assert result.returncode == 0 and result.stdout == ""
     lines = (workdir / "kept.jsonl").read_text().splitlines()
     assert lines[0] == '{"earlier": true}' and len(lines) > 1
@@ -186,18 +190,16 @@ def test_the_simulator_runs_live_as_a_source(runs, cli_runner_factory):
     assert "600 readings (0 skipped)" in result.stderr
 
 
-def test_stream_sink_stops_quietly_when_its_reader_goes_away(runs, cli_runner_factory):
+def test_stream_sink_stops_quietly_when_its_reader_goes_away(runs, stream_csv):
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     workdir, ids = runs
-    cli = cli_runner_factory(workdir)
-    assert cli("data", "simulate", "--out", "pipe.csv", "data.source.n_steps=500").returncode == 0
     twinids = Path(sys.executable).with_name("twinids")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"}
-    command = f"'{twinids}' detect {ids['physics']} --source pipe.csv --every-window | head -n 2"
+    command = f"'{twinids}' detect {ids['physics']} --source {stream_csv.name} --every-window | head -n 2"
     done = subprocess.run(
         ["bash", "-o", "pipefail", "-c", command], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
     )
