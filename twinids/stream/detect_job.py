@@ -116,7 +116,7 @@ def run_stream(
 
 def readings_from(
     source: str, cfg: Any, overrides: Sequence[str], online: OnlineDetector, realtime: bool, speed: float
-) -> tuple[Iterable[dict[str, Any]], Any]:
+) -> tuple[Iterable[list[tuple[float, dict[str, Any]]]], Any]:
     """The batches of readings `--source` names, and what to close when done (an MQTT subscription; else None)."""
     from omegaconf import OmegaConf
 
@@ -130,6 +130,7 @@ def readings_from(
         paced,
         simulator_readings,
     )
+    from twinids.twin.link import SIMULATOR as SIMULATOR_TARGET
 
     if overrides and source != SIMULATOR:
         raise TwinIDSError(f"overrides ({' '.join(overrides)}) set the simulator: they need --source {SIMULATOR}")
@@ -140,7 +141,7 @@ def readings_from(
         bad = [item for item in overrides if not item.startswith("data.source.")]
         if bad:
             raise TwinIDSError(f"--source {SIMULATOR} takes data.source.* overrides only; got {bad[0]!r}")
-        if "simulate_network" not in str(cfg.data.source.get("_target_", "")):
+        if cfg.data.source.get("_target_") != SIMULATOR_TARGET:
             raise TwinIDSError(f"--source {SIMULATOR}: run's data '{cfg.data.name}' is not the simulator's")
         source_cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides))).data.source
         readings = simulator_readings(source_cfg)
