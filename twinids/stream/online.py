@@ -65,22 +65,12 @@ class OnlineDetector:
         self._scores: dict[str, deque[float]] = {}
         self._last_time: dict[str, float] = {}
 
-    def push(self, reading: Mapping[str, Any]) -> Decision | None:
-        """Take one reading; the decision on the window it completes, or None while its device's window fills.
-
-        Raises:
-            BadReading: a reading without device or time, of an unknown device, older than its device's last, or
-                with a feature missing, not a number or not finite. Nothing of the stream's state changes then.
-        """
-        outcome = self.push_many([reading])[0]
-        if isinstance(outcome, BadReading):
-            raise outcome
-        return outcome
-
     def push_many(self, readings: Sequence[Mapping[str, Any]]) -> list[Decision | BadReading | None]:
-        """Take readings in order, as `push` one by one would, scoring the windows they complete in one call.
+        """Take readings in order, each joining its device's window, and score the windows they complete in one call.
 
-        Returns, per reading, its decision, None (its device's window still fills), or the BadReading it was.
+        Returns, per reading, the decision on the window it completed, None (its device's window still fills), or
+        the BadReading it was: one without device or time, of an unknown device, not after its device's last, or
+        with a feature missing, not a number or not finite. A bad reading changes nothing of the stream's state.
         """
         outcomes: list[Decision | BadReading | None] = [None] * len(readings)
         completed: list[tuple[int, str, float, np.ndarray]] = []
