@@ -40,7 +40,11 @@ class Broker:
     def __init__(self, folder: Path) -> None:
         self.port = free_port()
         self.config = folder / "mosquitto.conf"
-        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        # mosquitto drops QoS 1 messages beyond 1000 queued for a subscriber that falls behind (a detector on a
+        # loaded machine, under the simulator's burst): this broker queues them all, as README's advice for bursts
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"
+        )
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
