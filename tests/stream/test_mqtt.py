@@ -88,7 +88,7 @@ class Subscriber:
     def __init__(self, url: str) -> None:
         import paho.mqtt.client as mqtt
 
-        from twinids.stream.sources import MqttAddress
+        from twinids.stream.mqtt import MqttAddress
 
         address = MqttAddress.parse(url, "test")
         self.messages: list[dict] = []
@@ -106,7 +106,7 @@ class Subscriber:
 def publish_raw(url: str, payloads: list[bytes]) -> None:
     import paho.mqtt.client as mqtt
 
-    from twinids.stream.sources import MqttAddress
+    from twinids.stream.mqtt import MqttAddress
 
     address = MqttAddress.parse(url, "test")
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)

@@ -120,10 +120,9 @@ def readings_from(
     """The batches of readings `--source` names, and what to close when done (an MQTT subscription; else None)."""
     from omegaconf import OmegaConf
 
+    from twinids.stream.mqtt import MQTT_SCHEME, MqttAddress
     from twinids.stream.sources import (
-        MQTT_SCHEME,
         SIMULATOR,
-        MqttAddress,
         MqttReadings,
         batches,
         file_readings,

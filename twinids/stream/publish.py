@@ -7,7 +7,8 @@ import math
 from typing import Any
 
 from twinids.data.frame import DEVICE, TIME
-from twinids.stream.sources import MqttAddress, paced
+from twinids.stream.mqtt import MqttAddress, connect, leave, unacknowledged
+from twinids.stream.sources import paced
 
 
 def publish_frame(frame: Any, url: str, *, realtime: bool = False, speed: float = 1.0, timeout_s: float = 30.0) -> int:
@@ -19,34 +20,21 @@ def publish_frame(frame: Any, url: str, *, realtime: bool = False, speed: float 
         TwinIDSError: an address that is not mqtt://host:port/topic, a broker it cannot reach, or messages the
             broker did not acknowledge in time.
     """
-    import time
-
-    import paho.mqtt.client as mqtt
-
     from twinids.errors import TwinIDSError
 
     address = MqttAddress.parse(url, "--publish")
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    try:
-        client.connect(address.host, address.port)
-    except OSError as error:
-        raise TwinIDSError(f"cannot reach the MQTT broker at {address.host}:{address.port}: {error}") from None
-    client.loop_start()
+    client = connect(address)
     sent = []
     try:
         records = frame.sort_values([TIME, DEVICE], kind="stable").to_dict("records")
         for record in paced(iter(records), speed) if realtime else records:
             message = {key: _plain(value) for key, value in record.items()}
             sent.append(client.publish(address.topic, json.dumps(message, allow_nan=False), qos=1))
-        deadline = time.monotonic() + timeout_s
-        while any(not info.is_published() for info in sent) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        left = sum(not info.is_published() for info in sent)
+        left = unacknowledged(sent, timeout_s)
         if left:
             raise TwinIDSError(f"the broker acknowledged {len(sent) - left} of {len(sent)} readings in {timeout_s:g} s")
     finally:
-        client.disconnect()
-        client.loop_stop()
+        leave(client)
     return len(sent)
 
 

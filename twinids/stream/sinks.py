@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from twinids.errors import TwinIDSError
-from twinids.stream.sources import RECONNECT_MAX_S, RECONNECT_MIN_S, MqttAddress
+from twinids.stream.mqtt import MqttAddress, connect, leave, unacknowledged
 
 log = logging.getLogger("twinids.detect")
 
@@ -75,16 +75,8 @@ class MqttSink:
     """Lines published to an MQTT topic with QoS 1."""
 
     def __init__(self, address: MqttAddress) -> None:
-        import paho.mqtt.client as mqtt
-
         self.address = address
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        try:
-            self._client.connect(address.host, address.port)
-        except OSError as error:
-            raise TwinIDSError(f"cannot reach the MQTT broker at {address.host}:{address.port}: {error}") from None
-        self._client.loop_start()
+        self._client = connect(address)
         self._unacknowledged: list[Any] = []
 
     def write(self, line: str) -> None:
@@ -94,16 +86,10 @@ class MqttSink:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Wait up to `timeout_s` for the broker to acknowledge what is still queued, then leave it."""
-        import time
-
-        deadline = time.monotonic() + timeout_s
-        while any(not info.is_published() for info in self._unacknowledged) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        left = sum(not info.is_published() for info in self._unacknowledged)
+        left = unacknowledged(self._unacknowledged, timeout_s)
         if left:
             log.warning("%d alerts were not acknowledged by the MQTT broker before closing", left)
-        self._client.disconnect()
-        self._client.loop_stop()
+        leave(self._client)
 
 
 def open_sinks(out: Path | None, publish: str | None) -> list[Any]:

@@ -13,42 +13,17 @@ import logging
 import queue
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from twinids.data.frame import DEVICE, TIME
 from twinids.errors import TwinIDSError
+from twinids.stream.mqtt import RECONNECT_MAX_S, RECONNECT_MIN_S, MqttAddress, connect, leave
 
 log = logging.getLogger("twinids.detect")
 SIMULATOR = "simulator"
-MQTT_SCHEME = "mqtt"
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30  # back-off between attempts to reach a broker that went away
 BATCH = 256  # readings scored together at most (those already there: a live stream waits for none)
 Arrival = tuple[float, dict[str, Any]]  # (time.perf_counter() when the reading was there, the reading)
-
-
-@dataclass(frozen=True)
-class MqttAddress:
-    """A broker and topic: mqtt://host:port/topic (port 1883 unless given)."""
-
-    host: str
-    port: int
-    topic: str
-
-    @classmethod
-    def parse(cls, url: str, what: str) -> MqttAddress:
-        """Read `mqtt://host[:port]/topic`, refusing anything else in one line naming `what`."""
-        parsed = urlparse(url)
-        topic = parsed.path.lstrip("/")
-        try:
-            port = parsed.port or 1883
-        except ValueError:
-            port = -1
-        if parsed.scheme != MQTT_SCHEME or not parsed.hostname or not topic or not 0 < port < 65536:
-            raise TwinIDSError(f"{what} must be mqtt://host[:port]/topic, e.g. mqtt://127.0.0.1:1883/twin; got {url!r}")
-        return cls(parsed.hostname, port, topic)
 
 
 def batches(readings: Iterator[dict[str, Any]], size: int = BATCH) -> Iterator[list[Arrival]]:
@@ -112,25 +87,17 @@ class MqttReadings:
     Messages that are not a JSON object are logged (one line each) and skipped. Iterate to receive; `close()` stops.
     """
 
-    def __init__(self, address: MqttAddress, client_id: str = "") -> None:
-        import paho.mqtt.client as mqtt
-
+    def __init__(self, address: MqttAddress) -> None:
         self.address = address
         self._messages: queue.Queue[tuple[float, bytes]] = queue.Queue()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-        self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = lambda client, userdata, message: self._messages.put(
-            (time.perf_counter(), message.payload)
-        )
         self.connected = False
-        try:
-            self._client.connect(address.host, address.port)
-        except OSError as error:
-            raise TwinIDSError(f"cannot reach the MQTT broker at {address.host}:{address.port}: {error}") from None
-        self._client.loop_start()
+        self._client = connect(
+            address,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+            on_subscribe=self._on_subscribe,
+            on_message=lambda client, userdata, message: self._messages.put((time.perf_counter(), message.payload)),
+        )
 
     def __iter__(self) -> Iterator[list[Arrival]]:
         """Batches of the messages there at once (waiting for the first of each), as (arrival, reading) pairs."""
@@ -163,8 +130,7 @@ class MqttReadings:
 
     def close(self) -> None:
         """Stop the network loop and leave the broker."""
-        self._client.disconnect()
-        self._client.loop_stop()
+        leave(self._client)
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:

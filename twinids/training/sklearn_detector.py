@@ -63,9 +63,7 @@ class SklearnDetector:
     def window_losses(self, data: WindowedData, split: str, indices: np.ndarray) -> np.ndarray:
         """Cross-entropy of each chosen window's true class under the fitted estimator's probabilities."""
         windows = data.windows(split)[indices]
-        probabilities = np.zeros((len(windows), len(self.class_names)))
-        if len(windows):
-            probabilities[:, self.estimator.classes_] = self.estimator.predict_proba(windows.reshape(len(windows), -1))
+        probabilities = self._probabilities(windows)
         true = probabilities[np.arange(len(windows)), data.targets[split][indices]]
         return -np.log(np.clip(true, 1e-12, 1.0))
 
@@ -74,8 +72,7 @@ class SklearnDetector:
         return WindowRule(self._window_scores, 1, None)
 
     def _window_scores(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probabilities = np.zeros((len(windows), len(self.class_names)), dtype=np.float32)
-        probabilities[:, self.estimator.classes_] = self.estimator.predict_proba(windows.reshape(len(windows), -1))
+        probabilities = self._probabilities(windows).astype(np.float32)  # as `test` scores them
         return 1.0 - probabilities[:, 0].astype(np.float64), probabilities.argmax(axis=1)
 
     def privacy_summary(self) -> dict[str, Any] | None:
@@ -87,10 +84,7 @@ class SklearnDetector:
         return {}
 
     def _score(self, data: WindowedData, split: str) -> tuple[dict[str, float], np.ndarray]:
-        windows = data.windows(split)
-        probabilities = np.zeros((len(windows), len(self.class_names)), dtype=np.float32)
-        probabilities[:, self.estimator.classes_] = self.estimator.predict_proba(windows.reshape(len(windows), -1))
-        probabilities_t = torch.from_numpy(probabilities)
+        probabilities_t = torch.from_numpy(self._probabilities(data.windows(split)).astype(np.float32))
         metrics = DetectionMetrics(self.class_names, self.attack_names, split)
         metrics.update(
             1.0 - probabilities_t[:, 0],
@@ -101,6 +95,13 @@ class SklearnDetector:
             torch.from_numpy(data.groups[split]),
         )
         return {k: float(v) for k, v in metrics.compute().items()}, metrics.confusion().numpy()
+
+    def _probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """Each window's probability of every class, zero for a class the estimator never saw in training."""
+        probabilities = np.zeros((len(windows), len(self.class_names)))
+        if len(windows):
+            probabilities[:, self.estimator.classes_] = self.estimator.predict_proba(windows.reshape(len(windows), -1))
+        return probabilities
 
 
 def _check_estimator_params(estimator: Any, name: str) -> None:

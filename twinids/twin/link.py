@@ -116,12 +116,7 @@ class SimulatedLink:
                 self._gate,
                 start=(step, first, device.states[step]),
             )
-            recomputed = {
-                "twin_primary": expected[:, 0],
-                "twin_secondary": expected[:, 1],
-                "residual_primary": packets[first:, 0] - expected[:, 0],
-                "residual_secondary": packets[first:, 1] - expected[:, 1],
-            }
+            recomputed = _twin_columns(packets[first:], expected)
             for channel in self.derived:
                 name = self._names[channel]
                 new, old = recomputed[name], device.computed[name][first:]
@@ -179,10 +174,15 @@ def _device(
     packets = np.column_stack([np.asarray(stream.rows[field], dtype=np.float64) for field in PACKET])
     states: list[tuple[float, float, bool]] = []
     expected = follow_twin(model, stream.twin_inputs, packets, gain, gate, states=states)
-    computed = {
+    return _Device(rows, steps, model, stream.twin_inputs, packets, _twin_columns(packets, expected), states)
+
+
+def _twin_columns(packets: np.ndarray, expected: np.ndarray) -> dict[str, np.ndarray]:
+    """The TWIN_COMPUTED columns (the frame's units) from delivered packets and the twin's expectation before each,
+    computed as `simulate_network` computes them (residual = reading - twin)."""
+    return {
         "twin_primary": expected[:, 0],
         "twin_secondary": expected[:, 1],
         "residual_primary": packets[:, 0] - expected[:, 0],
         "residual_secondary": packets[:, 1] - expected[:, 1],
     }
-    return _Device(rows, steps, model, stream.twin_inputs, packets, computed, states)
