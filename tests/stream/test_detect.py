@@ -57,7 +57,7 @@ def split_readings(run_id: str, workdir):
     from twinids.training.detector import JobContext, make_detector
 
     uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
-    online, cfg = load_online_detector(run_id, uri, workdir / "scratch")
+    online, cfg, _ = load_online_detector(run_id, uri, workdir / "scratch")
     checkpoint = download_checkpoint(run_id, workdir / "scratch", uri)
     card = read_card(checkpoint)
     data = build_windows(cfg.data)

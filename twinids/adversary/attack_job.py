@@ -55,28 +55,18 @@ def attack_settings(overrides: Sequence[str]) -> tuple[Any, ConcealmentSettings]
 
 
 def attack_key(run_id: str, cfg: Any) -> str:
-    """A hash of (detector run, resolved attack settings): equal keys mean the same attack on the same detector.
+    """The key of this attack (resolved settings `cfg`) on detector run `run_id` (`tracking.follow_up`)."""
+    from twinids.tracking.follow_up import follow_up_key
 
-    Unset (null) settings hash as absent, as in the config hash, so a setting added later, off by default, leaves
-    the keys of earlier attacks as they were.
-    """
-    import hashlib
-
-    from twinids.tracking.config_hash import config_hash
-
-    return hashlib.sha256(f"{run_id}:{config_hash(cfg, ignored=())}".encode()).hexdigest()[:16]
+    return follow_up_key(run_id, cfg)
 
 
 def finished_attack(run_id: str, overrides: Sequence[str], tracking_uri: str) -> str | None:
     """The id of a finished run of this attack on this detector run, if the store holds one."""
-    import mlflow
+    from twinids.tracking.follow_up import finished_follow_up
 
     cfg, _ = attack_settings(overrides)
-    client = mlflow.tracking.MlflowClient(tracking_uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    query = f"attributes.status = 'FINISHED' and tags.`{KEY_TAG}` = '{attack_key(run_id, cfg)}'"
-    found = client.search_runs(experiments, query, max_results=1)
-    return found[0].info.run_id if found else None
+    return finished_follow_up(KEY_TAG, attack_key(run_id, cfg), tracking_uri)
 
 
 def conceal_run(

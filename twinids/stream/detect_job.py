@@ -43,8 +43,8 @@ class StreamSummary:
         )
 
 
-def load_online_detector(run_id: str, tracking_uri: str | None, scratch: Path) -> tuple[OnlineDetector, Any]:
-    """The run's detector behind an `OnlineDetector`, and the run's config."""
+def load_online_detector(run_id: str, tracking_uri: str | None, scratch: Path) -> tuple[OnlineDetector, Any, Any]:
+    """The run's detector behind an `OnlineDetector`, the run's config and its model card."""
     from omegaconf import OmegaConf
 
     from twinids.data.registry import build_windows
@@ -65,7 +65,7 @@ def load_online_detector(run_id: str, tracking_uri: str | None, scratch: Path) -
     detector.load(checkpoint)
     rule = require_streamable(detector, str(cfg.model.name)).window_rule()
     devices = np.unique(data.row_devices).tolist() if data.row_devices is not None else None
-    return OnlineDetector(rule, data.encoder, data.window, data.class_names, devices), cfg
+    return OnlineDetector(rule, data.encoder, data.window, data.class_names, devices), cfg, card
 
 
 def run_stream(
@@ -175,7 +175,7 @@ def detect(
     _log_to_stderr()
     torch.set_num_threads(1)  # one small window at a time: intra-op threads only add their synchronisation
     with temporary_directory() as scratch:
-        online, cfg = load_online_detector(run_id, tracking_uri, Path(scratch))
+        online, cfg, _ = load_online_detector(run_id, tracking_uri, Path(scratch))
     readings, subscription = readings_from(source, cfg, overrides, online, realtime, speed)
     sinks = []
     try:

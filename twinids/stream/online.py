@@ -65,6 +65,10 @@ class OnlineDetector:
         self._scores: dict[str, deque[float]] = {}
         self._last_time: dict[str, float] = {}
 
+    def fresh(self) -> OnlineDetector:
+        """The same detector with no reading seen yet (a new stream)."""
+        return OnlineDetector(self.rule, self.encoder, self.window, self.class_names, self.devices)
+
     def push_many(self, readings: Sequence[Mapping[str, Any]]) -> list[Decision | BadReading | None]:
         """Take readings in order, each joining its device's window, and score the windows they complete in one call.
 

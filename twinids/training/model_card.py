@@ -70,11 +70,15 @@ _DETECTOR_CLASSES_BEFORE_TARGETS = {
 }
 
 
+_SIMULATOR = "twinids.twin.simulate_network"
+
+
 def _upgraded(config: dict[str, Any]) -> dict[str, Any]:
     """A stored config in today's form, saying what an older run did: its `model.detector: <word>` becomes its
     `_target_` node; without `callbacks.select` it tested the best checkpoint; without `privacy.audit` (or its
     `kind` and `delta`) a run had no canaries, or white-box ones at the run's δ; without `data.holdout_attacks` it
-    held none out (so `--resume` and `eval` of runs from before these settings work as they did)."""
+    held none out; a simulator without `replica` ran the plant's own noise (so `--resume` and `eval` of runs from
+    before these settings work as they did)."""
     model = config.get("model")
     if isinstance(model, dict) and isinstance(model.get("detector"), str):
         target = _DETECTOR_CLASSES_BEFORE_TARGETS.get(model["detector"], model["detector"])
@@ -85,6 +89,9 @@ def _upgraded(config: dict[str, Any]) -> dict[str, Any]:
     data = config.get("data")
     if isinstance(data, dict) and "holdout_attacks" not in data:
         config = {**config, "data": {**data, "holdout_attacks": None}}  # every attack type was trained on
+    source = config.get("data", {}).get("source")
+    if isinstance(source, dict) and source.get("_target_") == _SIMULATOR and "replica" not in source:
+        config = {**config, "data": {**config["data"], "source": {**source, "replica": None}}}  # the plant's own run
     privacy = config.get("privacy")
     if isinstance(privacy, dict):
         delta = privacy.get("delta", 1.0e-5)  # a DP run's own δ; without canaries (all older non-private runs) unused

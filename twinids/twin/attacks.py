@@ -42,6 +42,7 @@ class Episode:
 
     name: ClassVar[str] = "normal"
     settings: ClassVar[tuple[str, ...]] = ()  # the type's own config keys, beside rate and length
+    flood: ClassVar[bool] = False  # it floods the link: rate-limiting the device's link drops it (twin.response)
     start: int
     length: int
 
@@ -119,6 +120,7 @@ class DenialOfService(Episode):
     """Floods the link: either the gateway keeps serving the last packet (stale) or packets are lost (missing)."""
 
     name: ClassVar[str] = "denial_of_service"
+    flood: ClassVar[bool] = True
     settings: ClassVar[tuple[str, ...]] = ("modes", "drop_probability")
     mode: str
     dropped: np.ndarray

@@ -59,6 +59,7 @@ class DeviceModel(ABC):
     disturbance_std: float  # std of the unmeasured disturbance the twin does not know
     disturbance_steps: float  # its correlation time in steps
     spoof_half_width: float  # readings within setpoint +- this look plausible to an operator
+    safe_band: float  # the plant is harmed while its state is further than this from the setpoint (impact)
 
     @abstractmethod
     def schedule(self, n_steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +99,7 @@ class HeatedRoom(DeviceModel):
     disturbance_std: float = 0.1
     disturbance_steps: float = 60.0
     spoof_half_width: float = 1.5
+    safe_band: float = 1.0  # °C: comfort (the thermostat holds +-0.5)
 
     def schedule(self, n_steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         hours = _hours(n_steps, self.step_seconds)
@@ -142,6 +144,7 @@ class WaterTank(DeviceModel):
     disturbance_std: float = 0.004
     disturbance_steps: float = 30.0
     spoof_half_width: float = 12.0
+    safe_band: float = 8.0  # % of height: the buffer the process downstream needs (level control holds +-5)
 
     def schedule(self, n_steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         setpoint = _piecewise(n_steps, np.array(self.setpoints_pct), 300, 900, rng)
@@ -187,6 +190,7 @@ class Conveyor(DeviceModel):
     disturbance_std: float = 15.0
     disturbance_steps: float = 10.0
     spoof_half_width: float = 6.0
+    safe_band: float = 5.0  # % of rated speed: the line's throughput tolerance (the trim loop holds about +-1)
 
     def schedule(self, n_steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         setpoint = _piecewise(n_steps, np.array(self.setpoints_pct), 150, 500, rng)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from twinids.data.frame import validate_frame
 from twinids.errors import TwinIDSError, require_integer, require_number
+from twinids.twin.attacks import Episode
 from twinids.twin.devices import DEVICE_KINDS, DeviceModel, build_device
 from twinids.twin.schedule import check_fits, parse_attacks, plan_episodes
 from twinids.twin.stream import DeviceStream, run_device
@@ -85,13 +87,8 @@ def parse_devices(devices: Mapping[str, Any] | Sequence[Any]) -> list[tuple[str,
     return parsed
 
 
-def _check_numbers(
-    seed: Any, n_steps: Any, step_seconds: Any, twin_gain: Any, twin_gate: Any, packet_loss: Any
-) -> None:
+def _check_twin_and_link(twin_gain: Any, twin_gate: Any, packet_loss: Any) -> None:
     """Refuse settings of the wrong type or range (booleans too: YAML's `true` is an int to Python)."""
-    require_integer(seed, f"{KEY}.seed", 0)
-    require_integer(n_steps, f"{KEY}.n_steps", 1)
-    require_number(step_seconds, f"{KEY}.step_seconds", 0, open_low=True)
     require_number(twin_gain, f"{KEY}.twin_gain", 0, 1)
     require_number(twin_gate, f"{KEY}.twin_gate", 0, open_low=True)
     require_number(packet_loss, f"{KEY}.packet_loss", 0, 1, open_high=True)
@@ -106,6 +103,7 @@ def simulate_network(
     twin_gain: float,
     twin_gate: float,
     packet_loss: float,
+    replica: int | None,
 ) -> pd.DataFrame:
     """Simulate the digital twin network and return its telemetry as a tidy frame (sorted by device, time).
 
@@ -121,12 +119,16 @@ def simulate_network(
         twin_gain: share of a plausible reading's residual the virtual twin folds in per step (0 = open loop).
         twin_gate: readings further than this many sensor-noise stds from the twin are not folded in.
         packet_loss: probability that a normal packet is lost (benign gaps in `dt`).
+        replica: None, or another run of the same plant: the same devices (constants from `seed`), with the
+            weather, noise and attacks drawn anew for this number (`twinids respond` runs a detector on one).
 
     Raises:
         TwinIDSError: a bad argument, with the key at fault and the valid options.
     """
     frames = []
-    streams = simulate_devices(seed, n_steps, step_seconds, devices, attacks, twin_gain, twin_gate, packet_loss)
+    streams = simulate_devices(
+        seed, n_steps, step_seconds, devices, attacks, twin_gain, twin_gate, packet_loss, replica
+    )
     for name, (kind, _, stream) in streams.items():
         frame = pd.DataFrame(stream.rows)
         frame.insert(0, "device", name)
@@ -142,6 +144,52 @@ def simulate_network(
     return validate_frame(frame, "synthetic_twin")
 
 
+@dataclass(frozen=True)
+class DevicePlan:
+    """One device ready to run: its model, its attack episodes and the random streams of its plant and schedule."""
+
+    name: str
+    kind: str
+    model: DeviceModel
+    episodes: list[Episode]
+    noise_rng: np.random.Generator
+    schedule_rng: np.random.Generator
+
+
+def plan_devices(
+    seed: int,
+    n_steps: int,
+    step_seconds: float,
+    devices: Mapping[str, Any] | Sequence[Any],
+    attacks: Mapping[str, Any],
+    replica: int | None,
+) -> list[DevicePlan]:
+    """Every device built and its episodes placed (the settings as in `simulate_network`), in config order.
+
+    A device's constants come from (seed, name); its weather, noise and attacks from the same pair, or from
+    (seed, name, replica) when `replica` is set: another run of the same plant.
+    """
+    require_integer(seed, f"{KEY}.seed", 0)
+    require_integer(n_steps, f"{KEY}.n_steps", 1)
+    require_number(step_seconds, f"{KEY}.step_seconds", 0, open_low=True)
+    if replica is not None:
+        require_integer(replica, f"{KEY}.replica", 0)
+    device_specs = parse_devices(devices)
+    attack_settings = parse_attacks(_plain(attacks))
+    check_fits(attack_settings, int(n_steps))
+    plans = []
+    for name, kind, overrides in device_specs:
+        root = [int(seed), zlib.crc32(name.encode())]
+        streams = np.random.SeedSequence(root).spawn(4)
+        if replica is not None:
+            streams[1:] = np.random.SeedSequence([*root, int(replica)]).spawn(4)[1:]
+        params_rng, schedule_rng, noise_rng, attack_rng = (np.random.default_rng(s) for s in streams)
+        model = build_device(kind, float(step_seconds), params_rng, overrides, where=f"{KEY}.devices[{name!r}]")
+        episodes = plan_episodes(attack_settings, int(n_steps), attack_rng, model)
+        plans.append(DevicePlan(name, kind, model, episodes, noise_rng, schedule_rng))
+    return plans
+
+
 def simulate_devices(
     seed: int,
     n_steps: int,
@@ -151,27 +199,21 @@ def simulate_devices(
     twin_gain: float,
     twin_gate: float,
     packet_loss: float,
+    replica: int | None,
 ) -> dict[str, tuple[str, DeviceModel, DeviceStream]]:
     """Per device name: its kind, its model and its simulated stream (the settings as in `simulate_network`)."""
-    _check_numbers(seed, n_steps, step_seconds, twin_gain, twin_gate, packet_loss)
-    device_specs = parse_devices(devices)
-    attack_settings = parse_attacks(_plain(attacks))
-    check_fits(attack_settings, int(n_steps))
+    _check_twin_and_link(twin_gain, twin_gate, packet_loss)
     simulated = {}
-    for name, kind, overrides in device_specs:
-        streams = np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).spawn(4)
-        params_rng, schedule_rng, noise_rng, attack_rng = (np.random.default_rng(s) for s in streams)
-        model = build_device(kind, float(step_seconds), params_rng, overrides, where=f"{KEY}.devices[{name!r}]")
-        episodes = plan_episodes(attack_settings, int(n_steps), attack_rng, model)
+    for plan in plan_devices(seed, n_steps, step_seconds, devices, attacks, replica):
         stream = run_device(
-            model,
-            episodes,
+            plan.model,
+            plan.episodes,
             int(n_steps),
-            noise_rng,
-            schedule_rng,
+            plan.noise_rng,
+            plan.schedule_rng,
             float(twin_gain),
             float(twin_gate),
             float(packet_loss),
         )
-        simulated[name] = (kind, model, stream)
+        simulated[plan.name] = (plan.kind, plan.model, stream)
     return simulated
