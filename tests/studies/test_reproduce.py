@@ -110,7 +110,7 @@ def test_a_table_with_attacks_is_made_of_attack_runs_each_seeded_by_its_detector
     overrides = [f"paths.output_dir={tmp_path / 'outputs'}", f"data.root={shared_datasets}"]
     settings = ReproduceSettings(overrides, launcher="debug", tracking_uri=uri, command="twinids reproduce concealed")
     lines: list[str] = []
-    reproduce_table(spec, settings, tmp_path / "results", on_attack=lines.append)
+    reproduce_table(spec, settings, tmp_path / "results", on_follow_up=lines.append)
     assert sum("not run" in line for line in lines) == 2  # iterative on each forest, said and skipped
     table = pd.read_csv(tmp_path / "results" / "concealed.csv", comment="#")
     assert list(table["attack.method"]) == ["replay"] and list(table["runs"]) == [2]
@@ -123,7 +123,7 @@ def test_a_table_with_attacks_is_made_of_attack_runs_each_seeded_by_its_detector
     assert "twinids attack RUN_ID method=replay,iterative sensors=3" in markdown
 
     again: list[str] = []
-    reproduce_table(spec, settings, tmp_path / "results", on_attack=again.append)
+    reproduce_table(spec, settings, tmp_path / "results", on_follow_up=again.append)
     assert not any(line.endswith(tuple(attack_runs)) or ": run " in line for line in again)  # found, not run again
     assert pd.read_csv(tmp_path / "results" / "concealed.csv", comment="#")["run_ids"][0] == table["run_ids"][0]
 

@@ -115,7 +115,8 @@ def test_rate_limiting_a_flood_lets_the_device_packets_through(settings, one_epi
 def test_impact_counts_minutes_out_of_the_safe_band_and_actuator_hours(settings):
     model = plan_devices(0, 10, 60.0, ["heated_room"], {}, None)[0].model  # safe band 1 °C, one-minute steps
     setpoint = np.full(4, 21.0)
-    plant = PlantTrace(state=setpoint + [0.0, 2.0, 0.5, -3.0], setpoint=setpoint, applied=np.array([1, 1, 0, 1.0]))
+    state = setpoint + np.array([0.0, 2.0, 0.5, -3.0])
+    plant = PlantTrace(state=state, setpoint=setpoint, applied=np.array([1.0, 1.0, 0.0, 1.0]))
     impact = device_impact(plant, model)
     assert impact.band_minutes == 2.0
     assert impact.actuator_hours == pytest.approx(3 / 60)

@@ -15,6 +15,7 @@ from twinids.adversary.attack_job import ATTACK_JOB
 from twinids.errors import TwinIDSError
 from twinids.launch.sweep import SweepSettings, SweepSummary, run_sweep
 from twinids.launch.sweep_jobs import FINISHED, SKIPPED, JobOutcome
+from twinids.response.respond_job import RESPOND_JOB
 from twinids.results.table_spec import TableSpec
 
 TABLE_TAG = "twinids.table"
@@ -49,7 +50,7 @@ def reproduce_table(
     settings: ReproduceSettings,
     out_dir: Path,
     on_outcome: Callable[[JobOutcome], None] = lambda outcome: None,
-    on_attack: Callable[[str], None] = lambda line: None,
+    on_follow_up: Callable[[str], None] = lambda line: None,
 ) -> ReproduceResult:
     """Run the table's sweeps (only the missing jobs), then write `<out_dir>/<stem>.md|.csv|.tex` (and its figure).
 
@@ -78,11 +79,13 @@ def reproduce_table(
     uri, experiment = _store_of(summaries[0])
     for audit_overrides in spec.audits:
         audit_missing(run_ids, audit_overrides, uri, settings.parallel_jobs)
-    if spec.attacks:
-        run_ids = attacks_missing(run_ids, spec.attacks, uri, on_attack)
+    job = {}
+    if spec.follow_ups is not None:
+        follow_up = FOLLOW_UPS[spec.follow_ups[0]]
+        run_ids = follow_ups_missing(run_ids, spec.follow_ups[1], follow_up, uri, on_follow_up)
         if not run_ids:
-            raise TwinIDSError(f"table '{spec.name}': no attack finished, so there is nothing to tabulate")
-    job = {"twinids.job": ATTACK_JOB} if spec.attacks else {}
+            raise TwinIDSError(f"table '{spec.name}': no {follow_up.command} run finished: nothing to tabulate")
+        job = {"twinids.job": follow_up.job}
     listed = ", ".join(f"'{r}'" for r in run_ids)
     selection = RunSelection(experiment, tags=job, filter=f"attributes.run_id IN ({listed})")
     runs = load_runs(selection, uri)
@@ -123,38 +126,91 @@ def audit_missing(run_ids: Sequence[str], overrides: Sequence[str], tracking_uri
             audit(run_id, overrides, tracking_uri, parallel_jobs)
 
 
-def attacks_missing(
-    run_ids: Sequence[str], attacks: Sequence[Sequence[str]], tracking_uri: str, report: Callable[[str], None]
-) -> list[str]:
-    """Run every attack the table asks for on every run where the store holds no finished one; the attack runs.
+@dataclass(frozen=True)
+class FollowUp:
+    """A command run on every run of a table's sweeps, whose runs make the table (an attack, a response study).
 
-    Each attack's seed (which channels it controls) is the detector run's seed unless the table sets one, so the
-    seeds of a cell vary both. An attack the detector cannot take (white-box on a random forest) is reported and
-    left out: its cell stays empty.
+    Attributes:
+        command: the `twinids` command (for report lines).
+        job: the `twinids.job` tag of its runs.
+        run: (trained run id, overrides, tracking URI) -> the id of the run it logged.
+        finished: the same -> the id of a finished run with those settings, if the store holds one.
+        seeded: whether it takes a `seed` (the trained run's, unless the table gives one).
+    """
+
+    command: str
+    job: str
+    run: Callable[[str, Sequence[str], str], str]
+    finished: Callable[[str, Sequence[str], str], str | None]
+    seeded: bool
+
+
+def _attack(run_id: str, overrides: Sequence[str], tracking_uri: str) -> str:
+    from twinids.adversary.attack_job import conceal_run
+
+    return conceal_run(run_id, overrides, tracking_uri).run_id
+
+
+def _finished_attack(run_id: str, overrides: Sequence[str], tracking_uri: str) -> str | None:
+    from twinids.adversary.attack_job import finished_attack
+
+    return finished_attack(run_id, overrides, tracking_uri)
+
+
+def _respond(run_id: str, overrides: Sequence[str], tracking_uri: str) -> str:
+    from twinids.response.respond_job import respond_run
+
+    return respond_run(run_id, overrides, tracking_uri).run_id
+
+
+def _finished_response(run_id: str, overrides: Sequence[str], tracking_uri: str) -> str | None:
+    from twinids.response.respond_job import finished_response
+
+    return finished_response(run_id, overrides, tracking_uri)
+
+
+FOLLOW_UPS = {
+    "attack": FollowUp("attack", ATTACK_JOB, _attack, _finished_attack, seeded=True),
+    "respond": FollowUp("respond", RESPOND_JOB, _respond, _finished_response, seeded=False),
+}
+
+
+def follow_ups_missing(
+    run_ids: Sequence[str],
+    sweeps: Sequence[Sequence[str]],
+    follow_up: FollowUp,
+    tracking_uri: str,
+    report: Callable[[str], None],
+) -> list[str]:
+    """Run every follow-up the table asks for on every run where the store holds no finished one; their runs.
+
+    An attack's seed (which channels it controls) is the detector run's seed unless the table sets one, so the
+    seeds of a cell vary both. A follow-up the run cannot take (a white-box attack on a random forest) is reported
+    and left out: its cell stays empty.
     """
     import mlflow
 
-    from twinids.adversary.attack_job import conceal_run, finished_attack  # (module import is light)
     from twinids.launch.sweep_plan import expand_sweep
 
     client = mlflow.tracking.MlflowClient(tracking_uri)
-    attack_runs = []
+    follow_up_runs = []
     for run_id in run_ids:
         seed = client.get_run(run_id).data.params.get("seed", "0")
-        for sweep in attacks:
+        for sweep in sweeps:
             for overrides in expand_sweep(sweep):
-                if not any(o.split("=", 1)[0] == "seed" for o in overrides):
+                if follow_up.seeded and not any(o.split("=", 1)[0] == "seed" for o in overrides):
                     overrides = [*overrides, f"seed={seed}"]
-                found = finished_attack(run_id, overrides, tracking_uri)
+                line = f"{follow_up.command} {' '.join(overrides)} on {run_id}"
+                found = follow_up.finished(run_id, overrides, tracking_uri)
                 if found is None:
                     try:
-                        found = conceal_run(run_id, overrides, tracking_uri).run_id
+                        found = follow_up.run(run_id, overrides, tracking_uri)
                     except TwinIDSError as error:
-                        report(f"attack {' '.join(overrides)} on {run_id}: not run ({error})")
+                        report(f"{line}: not run ({error})")
                         continue
-                    report(f"attack {' '.join(overrides)} on {run_id}: run {found}")
-                attack_runs.append(found)
-    return sorted(attack_runs)
+                    report(f"{line}: run {found}")
+                follow_up_runs.append(found)
+    return sorted(follow_up_runs)
 
 
 def _store_of(summary: SweepSummary) -> tuple[str, str]:

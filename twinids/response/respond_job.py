@@ -88,6 +88,7 @@ def respond_run(
     from twinids.response.playbook import PlaybookRunner, parse_playbook
     from twinids.stream.detect_job import load_online_detector
     from twinids.tracking.follow_up import follow_up_key
+    from twinids.tracking.provenance import provenance_tags
     from twinids.tracking.run import start_run, temporary_directory
     from twinids.training.job import job_tags, quiet_tracking
     from twinids.twin.link import SIMULATOR
@@ -113,6 +114,7 @@ def respond_run(
     logged["playbook"] = logged["playbook"]["name"]
     run_tags = {
         **job_tags(cfg, RESPOND_JOB, card.privacy),
+        **provenance_tags(str(cfg.trainer.get("accelerator", "cpu")), [], source),  # code, machine, the plant's data
         "twinids.source_run_id": card.run_id or run_id,
         KEY_TAG: follow_up_key(card.run_id or run_id, respond_cfg),
         **(tags or {}),

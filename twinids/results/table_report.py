@@ -50,11 +50,13 @@ class TableReport:
             f"tracking store: {self.tracking_uri}; sweep parent runs: {', '.join(self.parent_run_ids)}",
             "equivalent commands: " + "; ".join(f"`{c}`" for c in self.spec.sweep_commands(self.overrides)),
         ]
-        if self.spec.attacks:
-            attacks = "; ".join(f"`twinids attack RUN_ID {' '.join(a)}`" for a in self.spec.attacks)
+        if self.spec.follow_ups is not None:
+            command, lists = self.spec.follow_ups
+            listed = "; ".join(f"`twinids {command} RUN_ID {' '.join(overrides)}`" for overrides in lists)
+            seeded = "; the attack's seed is the run's unless given" if command == "attack" else ""
             lines.append(
-                f"then, on every run of those sweeps (RUN_ID; the attack's seed is the run's unless given): {attacks} "
-                "(each value of a comma list one attack); the rows are the attack runs"
+                f"then, on every run of those sweeps (RUN_ID{seeded}): {listed} (each value of a comma list one "
+                f"run); the rows are the {command} runs"
             )
         return lines
 

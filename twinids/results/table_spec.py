@@ -11,6 +11,8 @@ mix_data: true                # average runs made from different data (the simul
 audits: [[attack=lira]]       # optional: `twinids audit` run on every run (figures added to those runs)
 attacks: [["method=replay,iterative", "sensors=2,all"]]  # optional: `twinids attack` on every run; the table
                               # is made of the attack runs (attack seed: the detector's, unless given)
+responses: [["attack=replay,none"]]  # optional, instead of attacks: `twinids respond` on every run; the table is
+                              # made of the response runs
 quick:                        # a variant that runs in minutes: replaces sweeps (and caption, if given)
   sweeps: [["experiment=smoke", "data=synthetic_twin", "model=lstm,random_forest", "seed=0"]]
 ```
@@ -26,7 +28,7 @@ from typing import Any
 from twinids.errors import TwinIDSError
 
 TABLES_DIR = "experiments"
-KNOWN_KEYS = {"caption", "sweeps", "rows", "metrics", "figure", "mix_data", "quick", "audits", "attacks"}
+KNOWN_KEYS = {"caption", "sweeps", "rows", "metrics", "figure", "mix_data", "quick", "audits", "attacks", "responses"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,18 @@ class TableSpec:
     audits: list[list[str]] = field(default_factory=list)  # `twinids audit` overrides run on every run of the table
     # `twinids attack` overrides (sweep syntax) run on every run of the sweeps; the table is made of the attack runs
     attacks: list[list[str]] = field(default_factory=list)
+    # or `twinids respond` overrides, likewise: the table is made of the response runs
+    responses: list[list[str]] = field(default_factory=list)
+
+    @property
+    def follow_ups(self) -> tuple[str, list[list[str]]] | None:
+        """The command run on every run of the sweeps, whose runs make the table (`attack`, `respond`), and its
+        override lists; None when the sweeps' own runs make it."""
+        if self.attacks:
+            return "attack", self.attacks
+        if self.responses:
+            return "respond", self.responses
+        return None
 
     @property
     def stem(self) -> str:
@@ -91,6 +105,8 @@ def load_table(name: str, quick: bool = False, folder: Path | None = None) -> Ta
         if not isinstance(raw.get("quick"), dict):
             raise TwinIDSError(f"{path}: this table has no quick variant (a `quick:` mapping with its sweeps)")
         variant.update(raw["quick"])
+    if variant.get("attacks") and variant.get("responses"):
+        raise TwinIDSError(f"{path}: a table is made of attack runs or of response runs; set attacks or responses")
     figure = variant.get("figure")
     if figure is not None and (not isinstance(figure, dict) or "metric" not in figure):
         raise TwinIDSError(f"{path}: figure must be a mapping with metric (and x, default privacy.target_epsilon)")
@@ -106,6 +122,7 @@ def load_table(name: str, quick: bool = False, folder: Path | None = None) -> Ta
         mix_data=bool(variant.get("mix_data", False)),
         audits=_override_lists(path, "audits", "twinids audit", variant.get("audits", [])),
         attacks=_override_lists(path, "attacks", "twinids attack", variant.get("attacks", [])),
+        responses=_override_lists(path, "responses", "twinids respond", variant.get("responses", [])),
     )
 
 
