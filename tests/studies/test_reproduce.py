@@ -133,12 +133,23 @@ def test_a_table_with_attacks_is_made_of_attack_runs_each_seeded_by_its_detector
     [
         ("sweeps: [[model=lstm]]\ncolumns: [x]\n", r"odd\.yaml: unknown key 'columns'; known keys: attacks, audits"),
         ("- a\n", "a mapping"),
+        (
+            "sweeps: [[model=lstm]]\nrows: [x]\nmetrics: [y]\nattacks: [[sensors=1]]\nresponses: [[attack=none]]\n",
+            "made of attack runs or of response runs",
+        ),
     ],
 )
 def test_a_table_with_an_unknown_key_or_not_a_mapping_names_the_file(tmp_path, content, message):
     (tmp_path / "odd.yaml").write_text(content)
     with pytest.raises(TwinIDSError, match=message):
         load_table("odd", folder=tmp_path)
+
+
+def test_the_shipped_response_table_is_made_of_response_runs():
+    spec = load_table("response")
+    command, overrides = spec.follow_ups
+    assert command == "respond" and spec.rows == ["response.attack"]
+    assert "none" in overrides[0][0]  # the attack-free row: what false alarms cost
 
 
 def test_a_table_without_a_quick_variant_says_so(tmp_path):

@@ -31,11 +31,13 @@ class LoopOutcome:
         plants: per device, its real plant over the run.
         models: per device, its model (its safe band, its step).
         decisions: per decided window, in the order decided: (label of its last row, the detector's decision).
+        episodes: the attack episodes injected, over all devices.
     """
 
     plants: dict[str, PlantTrace]
     models: dict[str, DeviceModel]
     decisions: list[tuple[int, Decision]]
+    episodes: int
 
 
 def run_closed_loop(
@@ -74,7 +76,10 @@ def run_closed_loop(
                 if runner is not None:
                     runner.observe(outcome)
     return LoopOutcome(
-        {name: loop.plant() for name, loop in loops.items()}, {plan.name: plan.model for plan in plans}, decisions
+        {name: loop.plant() for name, loop in loops.items()},
+        {plan.name: plan.model for plan in plans},
+        decisions,
+        sum(len(plan.episodes) for plan in plans),
     )
 
 

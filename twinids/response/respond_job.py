@@ -136,6 +136,7 @@ class _Totals:
 
         self.undefended = self.defended = Impact(0.0, 0.0)
         self.action_cost = 0.0
+        self.episodes = 0
         self.triggers: dict[str, int] = {}
         self.minutes: dict[str, float] = {}
         self.decisions: list[tuple[int, bool]] = []
@@ -149,7 +150,9 @@ class _Totals:
             return network_impact(outcome.plants, outcome.models)
 
         baseline = impact(run_closed_loop({**plant, "attacks": {}}))
-        undefended = impact(run_closed_loop({**plant, "attacks": attacks})) - baseline
+        undefended_run = run_closed_loop({**plant, "attacks": attacks})
+        undefended = impact(undefended_run) - baseline
+        self.episodes += undefended_run.episodes
         defended_run = run_closed_loop({**plant, "attacks": attacks}, online, runner)
         self.undefended += undefended
         self.defended += impact(defended_run) - baseline
@@ -172,6 +175,7 @@ class _Totals:
             "response/energy_defended_h": self.defended.actuator_hours,
             "response/action_cost": self.action_cost,
             "response/cost_defended": defended + self.action_cost,
+            "response/episodes": float(self.episodes),
             "response/alerts": float(attacked.sum() + normal.sum()),
             "response/false_alarm_rate": float(normal.mean()) if len(normal) else float("nan"),
         }
