@@ -134,3 +134,10 @@ def test_the_command_line_refuses_an_unknown_view_in_one_line(twinids_cli):
         "error: unknown data.view 'pilot'; valid: operator | maintenance | security; or null (every feature), or a "
         "list of features, e.g. data.view=[sensor_primary,setpoint]"
     ]
+
+
+def test_per_role_topics_need_a_topic(twinids_cli):
+    result = twinids_cli("data", "simulate", "--out", "twin.csv", "--per-role")
+    assert result.returncode != 0 and result.stderr.strip().splitlines() == [
+        "error: --per-role publishes one topic per role: it needs --publish mqtt://host:port/topic"
+    ]
