@@ -78,6 +78,13 @@ def test_evaluating_it_on_another_view_is_refused_naming_both(operator_run, othe
         evaluate(str(result.checkpoint), [f"data.view={other}"])
 
 
+def test_fine_tuning_it_on_another_view_of_the_same_data_is_refused(operator_run, smoke_config):
+    workdir, _, result = operator_run
+    overrides = ["transfer=finetune", f"transfer.source={result.checkpoint}", "data.view=security"]
+    with pytest.raises(TwinIDSError, match=rf"transfer\.source run \w+ was trained on view {ROLE} and cannot read"):
+        train(smoke_config(workdir, *overrides), overrides)
+
+
 def test_detect_hands_the_detector_only_the_views_columns(operator_run, outside):
     workdir, cfg, result = operator_run
     online, _ = load_online_detector(str(result.checkpoint), None, workdir / "scratch")
