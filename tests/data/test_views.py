@@ -122,9 +122,22 @@ def test_a_run_is_refused_another_view_naming_both(shipped_config):
     check_same_view(trained, shipped_config(f"data.view=[{','.join(trained['views']['operator'])}]").data, "run R")
     with pytest.raises(TwinIDSError, match=r"^run R was trained on view operator and cannot read view security"):
         check_same_view(trained, shipped_config("data.view=security").data, "run R")
+    changed_role = shipped_config("data.view=operator", "data.views.operator=[sensor_primary]").data
+    with pytest.raises(TwinIDSError, match=r"on view operator \(device_kind, .*\) and cannot read view operator \("):
+        check_same_view(trained, changed_role, "run R")
     before_views = {key: value for key, value in trained.items() if key not in ("view", "views")}
     with pytest.raises(TwinIDSError, match=r"trained on view every feature and cannot read view operator"):
         check_same_view(before_views, shipped_config("data.view=operator").data, "run R")
+
+
+def test_a_checkpoint_from_before_views_reads_every_feature():
+    from pathlib import Path
+
+    from twinids.training.model_card import ModelCard
+
+    stored = {"config": {"data": {"name": "synthetic_twin", "window": 20}}, "overrides": [], "class_names": ["n"]}
+    data = ModelCard.from_dict(stored, Path("old.ckpt")).config["data"]
+    assert data["view"] is None and resolve_view(data).features is None
 
 
 def test_the_command_line_refuses_an_unknown_view_in_one_line(twinids_cli):

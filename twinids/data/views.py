@@ -71,11 +71,16 @@ def check_same_view(trained_data: Mapping[str, Any], data_cfg: Any, what: str) -
     trained = resolve_view({"view": trained_data.get("view"), "views": trained_data.get("views")})
     asked = resolve_view(data_cfg)
     if _feature_set(trained) != _feature_set(asked):
+        was, now = (_spelled(trained), _spelled(asked)) if trained.name == asked.name else (trained.name, asked.name)
         raise TwinIDSError(
-            f"{what} was trained on view {trained.name} and cannot read view {asked.name}: a detector "
-            f"reads only its own view's features; use data.view as trained (drop the override), or train one on "
-            f"{asked.name}"
+            f"{what} was trained on view {was} and cannot read view {now}: a detector reads only its own view's "
+            f"features; use data.view as trained (drop the override), or train one on {asked.name}"
         )
+
+
+def _spelled(view: View) -> str:
+    """A view with its features, for two views of one name (a role whose list was changed)."""
+    return f"{view.name} ({', '.join(view.features or ())})"
 
 
 def _feature_set(view: View) -> frozenset[str] | None:
