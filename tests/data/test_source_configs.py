@@ -37,6 +37,8 @@ KEYS = {
     "train_half_block",
     "holdout_attacks",
     "drop_features",
+    "view",
+    "views",
 }
 
 

@@ -2,7 +2,7 @@
 
 The simulator publishes readings (`twinids data simulate --publish`), the detector subscribes and publishes its
 decisions to another topic; malformed messages are skipped one line each; a broker that goes away is retried and
-the stream goes on; a signal ends the command in one line.
+the stream goes on; a signal ends the command in one line; `--per-role` publishes each role's view on its own topic.
 """
 
 from __future__ import annotations
@@ -203,3 +203,25 @@ def test_a_broker_that_goes_away_is_retried_and_the_stream_goes_on(physics_run, 
     lines = (workdir / "alerts.jsonl").read_text().splitlines()
     assert before > 1000 and len(lines) > before + 1000  # what was written stays; the second half added to it
     assert all(json.loads(line)["device"] for line in lines)  # every line whole
+
+
+def test_per_role_topics_carry_only_their_roles_columns(physics_run, broker, shipped_config):
+    from twinids.data.registry import load_frame
+
+    workdir, _ = physics_run
+    cfg = shipped_config("data.source.n_steps=500")  # what `simulate` publishes
+    readings, views = len(load_frame(cfg.data)), cfg.data.views
+    subscribers = {role: Subscriber(broker.url(f"telemetry/{role}")) for role in views}
+    every_role, bare = Subscriber(broker.url("telemetry/+")), Subscriber(broker.url("telemetry"))
+    time.sleep(0.5)  # subscribed before the first reading
+    simulate(workdir, broker.url("telemetry"), "--per-role")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(every_role.messages) < readings * len(views):
+        time.sleep(0.2)
+    time.sleep(0.5)  # anything published beyond the role topics has arrived
+    for subscriber in [*subscribers.values(), every_role, bare]:
+        subscriber.close()
+    for role, subscriber in subscribers.items():
+        assert len(subscriber.messages) == readings, role
+        assert all(set(message) == {"device", "time", *views[role]} for message in subscriber.messages), role
+    assert len(every_role.messages) == readings * len(views) and bare.messages == []  # no whole reading anywhere

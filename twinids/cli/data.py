@@ -14,12 +14,17 @@ CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 def simulate_command(
     out: Path = typer.Option(None, "--out", help="CSV file to write."),
     publish: str = typer.Option(None, "--publish", help="Publish each reading as JSON to mqtt://host:port/topic."),
+    per_role: bool = typer.Option(
+        False, "--per-role", help="With --publish: one topic per role of data.views (<topic>/<role>), its columns only."
+    ),
     realtime: bool = typer.Option(False, "--realtime", help="With --publish: at the readings' own pace."),
     speed: float = typer.Option(1.0, "--speed", help="With --realtime: this many times faster."),
     overrides: list[str] = typer.Argument(None, help="Overrides of the simulator, e.g. data.source.n_steps=5000"),
 ) -> None:
     """Write the built-in digital twin simulator's telemetry (as `data=synthetic_twin` sees it) to a CSV file,
     or publish it reading by reading (every device interleaved in time order) to an MQTT topic."""
+    from omegaconf import OmegaConf
+
     from twinids.config import compose
     from twinids.data.registry import load_frame
     from twinids.errors import TwinIDSError
@@ -30,13 +35,21 @@ def simulate_command(
         raise TwinIDSError(f"--out must name a .csv file, got '{out}'")
     if speed <= 0:
         raise TwinIDSError(f"--speed must be positive; got {speed}")
+    if per_role and publish is None:
+        raise TwinIDSError("--per-role publishes one topic per role: it needs --publish mqtt://host:port/topic")
     cfg = compose(["data=synthetic_twin", *(overrides or [])])
     frame = load_frame(cfg.data)
     if publish is not None:
         from twinids.stream.publish import publish_frame
 
-        sent = publish_frame(frame, publish, realtime=realtime, speed=speed)
-        typer.echo(f"published {sent} readings to {publish}")
+        roles = OmegaConf.to_container(cfg.data.views) if per_role else None
+        if roles == {}:
+            raise TwinIDSError("--per-role: data.views names no roles")
+        sent = publish_frame(frame, publish, roles=roles, realtime=realtime, speed=speed)
+        if roles is None:
+            typer.echo(f"published {sent} readings to {publish}")
+        else:
+            typer.echo(f"published {len(frame)} readings as {sent} messages to {publish}/<role> ({', '.join(roles)})")
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")

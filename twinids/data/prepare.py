@@ -21,6 +21,7 @@ from twinids.data.frame import (
     feature_columns,
 )
 from twinids.data.splits import assign_splits, check_splits_present
+from twinids.data.views import View, resolve_view
 from twinids.data.windows import LABEL_MODES, run_boundaries, window_label_rows, window_starts
 from twinids.errors import TwinIDSError, require_integer, require_number
 
@@ -44,6 +45,7 @@ class WindowSettings:
     scaler: str
     train_on: str
     drop_features: tuple[str, ...]
+    view: View  # the features a detector reads (`data.view` among `data.views`); the rows and splits stay as they are
     holdout_attacks: tuple[str, ...]  # attack types kept out of training and validation windows (test keeps them)
 
     def __post_init__(self) -> None:
@@ -76,6 +78,7 @@ class WindowSettings:
             scaler=str(data_cfg.scaler),  # type: ignore[attr-defined]
             train_on=str(data_cfg.train_on),  # type: ignore[attr-defined]
             drop_features=tuple(str(c) for c in data_cfg.drop_features or ()),  # type: ignore[attr-defined]
+            view=resolve_view(data_cfg),
             holdout_attacks=_names(data_cfg.holdout_attacks, "data.holdout_attacks"),  # type: ignore[attr-defined]
         )
 
@@ -165,7 +168,7 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
     if not encoder_rows.any():
         raise TwinIDSError(_no_normal_training(settings.window))
 
-    features = _kept_features(feature_columns(frame), settings.drop_features)
+    features = _kept_features(feature_columns(frame), settings.drop_features, settings.view)
     encoder = FeatureEncoder(settings.scaler).fit(frame.loc[encoder_rows, features])
     rows = encoder.transform(frame[features])
 
@@ -218,14 +221,17 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
     )
 
 
-def _kept_features(features: list[str], dropped: tuple[str, ...]) -> list[str]:
-    """The frame's feature columns less `data.drop_features`, refusing names the frame lacks."""
+def _kept_features(features: list[str], dropped: tuple[str, ...], view: View) -> list[str]:
+    """The frame's feature columns in `view` less `data.drop_features`, refusing names the frame lacks.
+
+    The one place a run's columns are chosen: the encoder, `feature_names` and a net's input size all follow it.
+    """
     unknown = sorted(set(dropped) - set(features))
     if unknown:
         raise TwinIDSError(f"data.drop_features names {unknown}, which are not features here; features: {features}")
-    kept = [column for column in features if column not in dropped]
+    kept = [column for column in view.select(features) if column not in dropped]
     if not kept:
-        raise TwinIDSError("data.drop_features leaves no feature; keep at least one")
+        raise TwinIDSError(f"data.drop_features leaves no feature of view {view.name}; keep at least one")
     return kept
 
 

@@ -1,7 +1,8 @@
 """`twinids detect RUN_ID --source SRC`: a trained detector on a live stream, one JSON alert per line.
 
 The detector and the encoder fitted on its training rows are rebuilt from the run's checkpoint and data config (as
-`twinids eval` does), so each window online holds what the same window holds offline. Readings a detector cannot
+`twinids eval` does), so each window online holds what the same window holds offline; each reading is cut to the run's
+view (`data.view`, recorded with the run) before the detector reads it. Readings a detector cannot
 take are logged to stderr, one line each, and skipped; the stream goes on. Nothing is logged to MLflow: a stream has
 no end to report on.
 """

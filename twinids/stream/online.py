@@ -60,6 +60,7 @@ class OnlineDetector:
         self, rule: Any, encoder: Any, window: int, class_names: list[str], devices: Iterable[str] | None = None
     ) -> None:
         self.rule, self.encoder, self.window, self.class_names = rule, encoder, window, list(class_names)
+        self.columns = (DEVICE, TIME, *encoder.columns)  # the run's view: all of a reading the detector is handed
         self.devices = None if devices is None else frozenset(devices)
         self._rows: dict[str, deque[np.ndarray]] = {}
         self._scores: dict[str, deque[float]] = {}
@@ -80,7 +81,7 @@ class OnlineDetector:
         completed: list[tuple[int, str, float, np.ndarray]] = []
         for index, reading in enumerate(readings):
             try:
-                device, time = self._take(reading)
+                device, time = self._take(self.visible(reading))
             except BadReading as bad:
                 outcomes[index] = bad
                 continue
@@ -93,6 +94,15 @@ class OnlineDetector:
                 predicted = None if classes is None else int(classes[position])
                 outcomes[index] = self._decide(device, time, float(raw[position]), predicted)
         return outcomes
+
+    def visible(self, reading: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The reading cut to device, time and the run's view (`encoder.columns`), before anything else reads it.
+
+        A detector trained on a role's view is never handed another role's columns, whatever the stream carries.
+        """
+        if not isinstance(reading, Mapping):
+            return reading  # refused as a reading without device or time
+        return {column: reading[column] for column in self.columns if column in reading}
 
     def _take(self, reading: Mapping[str, Any]) -> tuple[str, float]:
         """Check and encode a reading and append it to its device's window; its device and time."""

@@ -34,6 +34,10 @@ REPEAT_NEUTRAL_KEYS = (*RESULT_NEUTRAL_KEYS, "data.root", "data.source.root")
 # null key: the one-run audit without canaries, weight averaging without a decay. Runs from before such a node
 # existed keep their hashes.
 INERT_WHEN_OFF = {"privacy.audit": "canaries", "callbacks.weight_averaging": "decay"}
+# Catalogues read only through another key (node -> that key, both dotted from the root): left out of both hashes
+# while the key is unset, so runs from before the catalogue existed keep their hashes (the roles' feature lists
+# while no view is chosen).
+READ_THROUGH = {"data.views": "data.view"}
 # Filled in by the detector from other settings (the transfer source) after the run's tags are set, so the
 # repeat hash of a new run never holds it; left out of the hash an old run's params give for the same reason.
 DERIVED_KEYS = ("transfer.plan",)
@@ -57,6 +61,9 @@ def config_hash(cfg: DictConfig, ignored: Sequence[str] = RESULT_NEUTRAL_KEYS) -
         path = node.split(".")
         if not _lookup(container, [*path, switch]):
             _drop(container, path)
+    for node, key in READ_THROUGH.items():
+        if _lookup(container, key.split(".")) is None:
+            _drop(container, node.split("."))
     for key in ignored:
         _drop(container, key.split("."))
     return hashlib.sha256(canonical_json(_normalise_numbers(container)).encode()).hexdigest()[:16]
@@ -102,10 +109,13 @@ def repeat_settings(params: Mapping[str, object]) -> dict[str, str]:
 
 
 def switched_off(settings: Mapping[str, object]) -> frozenset[str]:
-    """The INERT_WHEN_OFF nodes whose switch is off (0, unset, or absent) in flat dotted `settings`."""
-    return frozenset(
+    """The INERT_WHEN_OFF nodes whose switch is off (0, unset, or absent), and the READ_THROUGH catalogues whose
+    key is unset, in flat dotted `settings`."""
+    inert = {
         node for node, switch in INERT_WHEN_OFF.items() if str(settings.get(f"{node}.{switch}")) in ("0", *UNSET_VALUES)
-    )
+    }
+    unread = {node for node, key in READ_THROUGH.items() if str(settings.get(key)) in UNSET_VALUES}
+    return frozenset(inert | unread)
 
 
 def is_seed_key(key: str) -> bool:

@@ -29,6 +29,7 @@ def evaluate(
     """
     from twinids.config import compose
     from twinids.data.registry import build_windows
+    from twinids.data.views import check_same_view
     from twinids.tracking.queries import download_checkpoint
     from twinids.tracking.run import start_run, temporary_directory
     from twinids.training.checkpoint_io import read_card
@@ -56,6 +57,7 @@ def evaluate(
             cfg.transfer.plan = card.config["transfer"]["plan"]  # the architecture the checkpoint was trained as
         for key in config_drift(card.config, cfg, overrides)[:5]:
             print(f"warning: {key} differs from the trained run's config (configs/ changed since?)", file=sys.stderr)
+        check_same_view(card.config["data"], cfg.data, f"run {card.run_id or checkpoint}")
         data = build_windows(cfg.data, evaluated_splits=("test",))  # reads no global RNG
         check_compatible(card.feature_names, card.class_names, data.feature_names, data.class_names)
 

@@ -77,8 +77,8 @@ def _upgraded(config: dict[str, Any]) -> dict[str, Any]:
     """A stored config in today's form, saying what an older run did: its `model.detector: <word>` becomes its
     `_target_` node; without `callbacks.select` it tested the best checkpoint; without `privacy.audit` (or its
     `kind` and `delta`) a run had no canaries, or white-box ones at the run's δ; without `data.holdout_attacks` it
-    held none out; a simulator without `replica` ran the plant's own noise (so `--resume` and `eval` of runs from
-    before these settings work as they did)."""
+    held none out; without `data.view` it read every feature; a simulator without `replica` ran the plant's own
+    noise (so `--resume` and `eval` of runs from before these settings work as they did)."""
     model = config.get("model")
     if isinstance(model, dict) and isinstance(model.get("detector"), str):
         target = _DETECTOR_CLASSES_BEFORE_TARGETS.get(model["detector"], model["detector"])
@@ -89,6 +89,9 @@ def _upgraded(config: dict[str, Any]) -> dict[str, Any]:
     data = config.get("data")
     if isinstance(data, dict) and "holdout_attacks" not in data:
         config = {**config, "data": {**data, "holdout_attacks": None}}  # every attack type was trained on
+        data = config["data"]
+    if isinstance(data, dict) and "view" not in data:
+        config = {**config, "data": {**data, "view": None, "views": {}}}  # it read every feature
     source = config.get("data", {}).get("source")
     if isinstance(source, dict) and source.get("_target_") == _SIMULATOR and "replica" not in source:
         config = {**config, "data": {**config["data"], "source": {**source, "replica": None}}}  # the plant's own run

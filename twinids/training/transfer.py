@@ -33,6 +33,10 @@ def transferred_net(cfg: DictConfig, data: Any) -> tuple[nn.Module, dict[str, An
     if cfg.transfer.plan is not None:
         return _skeleton(OmegaConf.to_container(cfg.transfer.plan), data), None
     source_config, net_state = _read_source(str(cfg.transfer.source), cfg.tracking.uri)
+    if source_config["data"]["name"] == cfg.data.name:  # across datasets the adapter maps one feature set to another
+        from twinids.data.views import check_same_view
+
+        check_same_view(source_config["data"], cfg.data, f"transfer.source run {source_config['run_id']}")
     plan = _plan(cfg, data, source_config)
     net = _build_source_net(plan)
     net.load_state_dict(net_state)
