@@ -87,7 +87,7 @@ def test_fine_tuning_it_on_another_view_of_the_same_data_is_refused(operator_run
 
 def test_detect_hands_the_detector_only_the_views_columns(operator_run, outside):
     workdir, cfg, result = operator_run
-    online, _ = load_online_detector(str(result.checkpoint), None, workdir / "scratch")
+    online, _, _ = load_online_detector(str(result.checkpoint), None, workdir / "scratch")
     frame = load_frame(cfg.data).sort_values(["time", "device"], kind="stable")
     readings = frame.head(400).to_dict("records")
     seen: set[str] = set()
@@ -98,7 +98,7 @@ def test_detect_hands_the_detector_only_the_views_columns(operator_run, outside)
     run_stream(online, batches(iter(readings)), [clean], every_window=True)
     assert seen == {"device", "time", *cfg.data.views[ROLE]}  # no label, attack or other role's column
 
-    online, _ = load_online_detector(str(result.checkpoint), None, workdir / "scratch")
+    online, _, _ = load_online_detector(str(result.checkpoint), None, workdir / "scratch")
     noisy = [{**reading, **dict.fromkeys(outside, "not a number")} for reading in readings]
     polluted = Collect()
     summary = run_stream(online, batches(iter(noisy)), [polluted], every_window=True)
@@ -107,7 +107,7 @@ def test_detect_hands_the_detector_only_the_views_columns(operator_run, outside)
 
 def test_a_reading_lacking_a_view_feature_is_skipped(operator_run, outside):
     workdir, cfg, result = operator_run
-    online, _ = load_online_detector(str(result.checkpoint), None, workdir / "scratch")
+    online, _, _ = load_online_detector(str(result.checkpoint), None, workdir / "scratch")
     reading = load_frame(cfg.data).iloc[0].to_dict()
     without_inside = {k: v for k, v in reading.items() if k != "sensor_primary"}
     without_outside = {k: v for k, v in reading.items() if k not in outside}
