@@ -107,6 +107,35 @@ def test_the_stream_decides_the_test_split_as_eval_does(runs, name):
     assert np.allclose([d["score"] for d in sink.decisions], expected, rtol=1e-6, atol=1e-6)
 
 
+def test_eval_on_other_data_reads_it_through_the_runs_own_encoder(runs):
+    from twinids.config import compose
+    from twinids.data.registry import build_windows, load_frame
+    from twinids.training.evaluate import evaluate
+
+    workdir, ids = runs
+    uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
+    other = ["data.source.replica=1"]  # the same plant on another day: a scaler fitted on it would shift every input
+    result = evaluate(ids["lstm"], other, uri)
+    online, _, card = load_online_detector(ids["lstm"], uri, workdir / "scratch")
+    data_cfg = compose([*card.overrides, *other]).data  # what eval recomposes: the run's overrides, then these
+    data = build_windows(data_cfg)
+    frame = load_frame(data_cfg).sort_values(["device", "time"], kind="stable", ignore_index=True)
+    readings = frame.iloc[covered_rows(data.starts["test"], data.window)].to_dict("records")
+    sink = Collect()
+    run_stream(online.fresh(), batches(iter(readings)), [sink], every_window=True)  # the run's encoder, as trained
+    labels = {(r["device"], r["time"]): int(r["label"]) for r in readings}
+    confusion = np.zeros((2, 2), dtype=np.int64)
+    for decision in sink.decisions:
+        confusion[labels[(decision["device"], decision["time"])], int(decision["alarm"])] += 1
+    offline = result.confusion
+    assert np.array_equal(confusion, np.stack([offline[:, 0], offline[:, 1:].sum(axis=1)], axis=1))
+    from sklearn.metrics import roc_auc_score  # scores, not only decisions: any other scaling moves them
+
+    truth = [labels[(decision["device"], decision["time"])] for decision in sink.decisions]
+    auroc = roc_auc_score(truth, [decision["score"] for decision in sink.decisions])
+    assert auroc == pytest.approx(result.metrics["test/auroc"], abs=1e-6)
+
+
 def test_a_csv_written_by_data_simulate_is_a_source_as_it_is(runs, cli_runner_factory, stream_csv):
     workdir, ids = runs
     result = cli_runner_factory(workdir)("detect", ids["physics"], "--source", stream_csv.name, "--every-window")

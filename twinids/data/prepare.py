@@ -133,8 +133,13 @@ class WindowedData:
         return np.bincount(self.targets[split], minlength=len(self.class_names))
 
 
-def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedData:
+def prepare_windows(
+    frame: pd.DataFrame, settings: WindowSettings, encoder: FeatureEncoder | None = None
+) -> WindowedData:
     """Build leakage-free windows: splits assigned on time-ordered rows, encoder fitted on train rows only.
+
+    With `encoder` (a trained run's, when the run is tested on other data) the rows are encoded as the run's
+    training rows were, and nothing is fitted here: a detector reads its inputs only through its own encoder.
 
     With `train_on="normal"` (the one-class protocol) the training split keeps only windows none of whose rows
     is attacked, and the encoder is fitted on normal training rows: a detector of normal behaviour never sees
@@ -169,7 +174,11 @@ def prepare_windows(frame: pd.DataFrame, settings: WindowSettings) -> WindowedDa
         raise TwinIDSError(_no_normal_training(settings.window))
 
     features = _kept_features(feature_columns(frame), settings.drop_features, settings.view)
-    encoder = FeatureEncoder(settings.scaler).fit(frame.loc[encoder_rows, features])
+    if encoder is None:
+        encoder = FeatureEncoder(settings.scaler).fit(frame.loc[encoder_rows, features])
+    elif set(encoder.columns) != set(features):
+        missing, added = sorted(set(encoder.columns) - set(features)), sorted(set(features) - set(encoder.columns))
+        raise TwinIDSError(f"the data's features are not the run's: it lacks {missing} and adds {added}")
     rows = encoder.transform(frame[features])
 
     class_names, row_codes = _class_codes(frame, train_mask, settings.classes)

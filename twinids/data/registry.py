@@ -8,6 +8,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from twinids.config import build, config_dir, group_options
+from twinids.data.encoding import FeatureEncoder
 from twinids.data.frame import SOURCE_FILES, validate_frame
 from twinids.data.halves import training_half, training_half_block
 from twinids.data.prepare import WindowedData, WindowSettings, check_evaluable, has_split_column, prepare_windows
@@ -39,15 +40,19 @@ def default_window_settings(**changes: object) -> WindowSettings:
     return dataclasses.replace(defaults, **changes)
 
 
-def build_windows(data_cfg: DictConfig, evaluated_splits: tuple[str, ...] = ("val", "test")) -> WindowedData:
-    """Load a dataset from its config and turn it into leakage-free windows.
+def build_windows(
+    data_cfg: DictConfig, evaluated_splits: tuple[str, ...] = ("val", "test"), encoder: FeatureEncoder | None = None
+) -> WindowedData:
+    """Load a dataset from its config and turn it into leakage-free windows (encoded with `encoder`, a trained
+    run's, if given; else with one fitted on its training rows).
 
     Splits that a job evaluates must hold normal and attack windows (otherwise macro-F1, AUROC and FPR are
     undefined) unless `data.allow_undefined_metrics` is set.
     """
     frame = load_frame(data_cfg)
     settings = WindowSettings.from_config(data_cfg)
-    data = dataclasses.replace(prepare_windows(frame, settings), source_files=tuple(frame.attrs[SOURCE_FILES]))
+    windows = prepare_windows(frame, settings, encoder)
+    data = dataclasses.replace(windows, source_files=tuple(frame.attrs[SOURCE_FILES]))
     half = data_cfg.get("train_half")
     if half is not None:
         require_integer(half, "data.train_half", 0)

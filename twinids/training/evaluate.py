@@ -58,7 +58,10 @@ def evaluate(
         for key in config_drift(card.config, cfg, overrides)[:5]:
             print(f"warning: {key} differs from the trained run's config (configs/ changed since?)", file=sys.stderr)
         check_same_view(card.config["data"], cfg.data, f"run {card.run_id or checkpoint}")
-        data = build_windows(cfg.data, evaluated_splits=("test",))  # reads no global RNG
+        trained = OmegaConf.create(card.config).data
+        # other data is read through the run's own encoder (fitted on its training rows), as its detector was trained
+        encoder = None if cfg.data == trained else build_windows(trained, evaluated_splits=()).encoder
+        data = build_windows(cfg.data, evaluated_splits=("test",), encoder=encoder)  # reads no global RNG
         check_compatible(card.feature_names, card.class_names, data.feature_names, data.class_names)
 
         import pytorch_lightning as pl  # slow: only once the checkpoint, config and data are known to fit
