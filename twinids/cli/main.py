@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from twinids.cli import attack, audit, bench, data, detect, evaluate, studies, train
+from twinids.cli import attack, audit, bench, data, detect, evaluate, export, studies, train
 from twinids.cpu_policy import apply_wait_policy
 from twinids.errors import TwinIDSError
 from twinids.interrupts import JobInterrupted, install_signal_handlers
@@ -25,6 +25,7 @@ app.command("eval", context_settings=evaluate.CONTEXT)(evaluate.eval_command)
 app.command("audit")(audit.audit_command)
 app.command("attack", context_settings=evaluate.CONTEXT)(attack.attack_command)
 app.command("detect", context_settings=detect.CONTEXT)(detect.detect_command)
+app.command("export")(export.export_command)
 app.add_typer(data.app, name="data")
 app.command("sweep", context_settings=studies.SWEEP_CONTEXT)(studies.sweep_command)
 app.command("tune", context_settings=studies.SWEEP_CONTEXT)(studies.tune_command)
@@ -100,7 +101,7 @@ def _runs_torch(arguments: list[str]) -> bool:
     return bool(words) and words[0] in TORCH_COMMANDS and not helping
 
 
-TORCH_COMMANDS = ("train", "eval", "audit", "attack", "detect", "sweep", "tune", "reproduce", "bench", "data")
+TORCH_COMMANDS = ("train", "eval", "audit", "attack", "detect", "export", "sweep", "tune", "reproduce", "bench", "data")
 
 
 if __name__ == "__main__":
