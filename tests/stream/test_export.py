@@ -192,6 +192,13 @@ def test_export_without_the_onnx_extra_names_the_extra(monkeypatch):
         export_run("any-run", None)
 
 
+def test_detect_on_a_bundle_without_onnxruntime_names_the_extra(runs, monkeypatch):
+    _, _, bundles = runs
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(TwinIDSError, match=r"pip install 'twinids\[onnx\]'"):
+        load_bundle(bundles["lstm"])
+
+
 def test_an_unknown_format_is_refused():
     with pytest.raises(TwinIDSError, match="--format must be one of onnx"):
         export_run("any-run", None, "tflite")
