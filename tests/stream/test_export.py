@@ -183,9 +183,20 @@ def test_a_bundle_takes_no_simulator_source(runs, cli_runner_factory):
     assert "does not hold" in line
 
 
-def test_a_missing_bundle_folder_is_refused(tmp_path):
-    with pytest.raises(TwinIDSError, match="no such bundle folder"):
-        load_bundle(tmp_path / "nowhere")
+def test_a_missing_bundle_folder_is_one_error_line(runs, cli_runner_factory):
+    workdir, _, _ = runs
+    line = one_error_line(cli_runner_factory(workdir)("detect", "bundles/nowhere", "--source", "stream.csv"))
+    assert "bundles/nowhere: no such bundle folder" in line
+
+
+def test_a_failed_export_leaves_no_half_bundle(runs, tmp_path, monkeypatch):
+    import twinids.stream.export as export
+
+    workdir, ids, _ = runs
+    monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no graph can pass: the parity check refuses it
+    with pytest.raises(TwinIDSError, match="away from torch"):
+        export_run(ids["lstm"], tmp_path / "half", "onnx", f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+    assert list((tmp_path / "half").iterdir()) == []
 
 
 def test_export_without_the_onnx_extra_names_the_extra(monkeypatch):

@@ -93,10 +93,11 @@ def load_online_detector(run_id: str, tracking_uri: str | None, scratch: Path) -
 def open_online_detector(run_or_bundle: str, tracking_uri: str | None, scratch: Path) -> tuple[OnlineDetector, Any]:
     """An `OnlineDetector` from a run (id or checkpoint) or an exported bundle folder, and the run's config (None for
     a bundle: it holds no config, only what the stream needs)."""
-    if Path(run_or_bundle).is_dir():
+    path = Path(run_or_bundle)
+    if path.is_dir() or ("/" in run_or_bundle and not path.suffix):  # a run id never holds a slash
         from twinids.stream.bundle import load_bundle
 
-        return load_bundle(Path(run_or_bundle)).online_detector(), None
+        return load_bundle(path).online_detector(), None
     import torch
 
     torch.set_num_threads(1)  # one small window at a time: intra-op threads only add their synchronisation

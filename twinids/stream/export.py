@@ -53,7 +53,6 @@ def export_run(run_id: str, out: Path | None, fmt: str = "onnx", tracking_uri: s
 
 def export_detector(detector: Any, data: Any, devices: list[str] | None, source: dict[str, Any], folder: Path) -> Path:
     """Write `model.onnx` and `bundle.json` of a loaded detector and the windows it was built for into `folder`."""
-    from twinids.stream.bundle import load_bundle
     from twinids.training.detector import require_exportable, require_streamable
 
     name = source.get("model", "?")
@@ -62,6 +61,19 @@ def export_detector(detector: Any, data: Any, devices: list[str] | None, source:
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise TwinIDSError(f"--out {folder} already exists and is not an empty folder; name a new one")
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_bundle(graph, rule, data, devices, source, folder)
+    except BaseException:
+        for written in (folder / MODEL_FILE, folder / BUNDLE_FILE):  # no half bundle left for detect to read
+            written.unlink(missing_ok=True)
+        raise
+    return folder
+
+
+def _write_bundle(graph: torch.nn.Module, rule: Any, data: Any, devices: Any, source: dict, folder: Path) -> None:
+    """`model.onnx`, then `bundle.json`, then the graph's parity with torch read back as `twinids detect` reads it."""
+    from twinids.stream.bundle import load_bundle
+
     dynamic_steps = write_onnx(graph, data.window, data.n_features, folder / MODEL_FILE)
     description = {
         "format": BUNDLE_FORMAT,
@@ -78,7 +90,6 @@ def export_detector(detector: Any, data: Any, devices: list[str] | None, source:
     }
     (folder / BUNDLE_FILE).write_text(json.dumps(description, indent=1, allow_nan=False) + "\n")
     check_parity(rule.score, load_bundle(folder).rule.score, data.window, data.n_features)
-    return folder
 
 
 def write_onnx(graph: torch.nn.Module, window: int, n_features: int, path: Path) -> bool:
