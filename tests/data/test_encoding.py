@@ -31,6 +31,27 @@ def test_one_reading_encodes_as_it_does_in_a_frame(scaler):
         assert np.array_equal(encoder.encode_record(record), encoded[index])
 
 
+@pytest.mark.parametrize("scaler", ["standard", "minmax", "none"])
+def test_an_encoder_rebuilt_from_its_json_state_encodes_readings_to_the_same_bits(scaler):
+    import json
+
+    encoder = FeatureEncoder(scaler).fit(frame(0))
+    rebuilt = FeatureEncoder.from_state(json.loads(json.dumps(encoder.state())))
+    assert rebuilt.columns == encoder.columns and rebuilt.feature_names == encoder.feature_names
+    for record in frame(1, kinds=("pump", "tank", "valve")).to_dict("records"):
+        assert np.array_equal(rebuilt.encode_record(record), encoder.encode_record(record))
+    assert all(np.array_equal(a, b) for a, b in zip(rebuilt.decoding(), encoder.decoding(), strict=True))
+
+
+def test_a_state_whose_lists_disagree_is_refused():
+    from twinids.errors import TwinIDSError
+
+    state = FeatureEncoder("standard").fit(frame(0)).state()
+    state["statistics"]["mean"] = state["statistics"]["mean"][:-1]
+    with pytest.raises(TwinIDSError, match="do not match its columns"):
+        FeatureEncoder.from_state(state)
+
+
 def test_a_reading_missing_a_column_names_it():
     encoder = FeatureEncoder("standard").fit(frame(0))
     with pytest.raises(KeyError, match="flow"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -83,16 +83,25 @@ def machine_description(device: str, load_before: float | None = None) -> dict[s
     }
     if device == "cuda" and torch.cuda.is_available():
         description["gpu"] = torch.cuda.get_device_name(0)
+    if onnx_installed():
+        import onnxruntime
+
+        description["onnxruntime"] = onnxruntime.__version__
+    else:
+        description["onnxruntime"] = "not installed, its figures left out (pip install 'twinids[onnx]')"
     return description
 
 
-def run_all(device: str = "cpu", threads: int = 2, quick: bool = False) -> dict[str, float]:
-    """Every benchmark, each against its baseline measured in this same run."""
+def run_all(
+    device: str = "cpu", threads: int = 2, quick: bool = False, only: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Every benchmark (or those `only` names, from `CASES`), each against its baseline measured in this same run."""
     import torch
 
     from twinids.bench.dp_epoch import measure_dp_epoch
     from twinids.bench.dp_step import measure_dp_step
     from twinids.bench.hybrid_step import measure_hybrid_step
+    from twinids.bench.onnx_runtime import measure_onnx
     from twinids.bench.pipeline import (
         measure_inference,
         measure_loop_overhead,
@@ -107,25 +116,54 @@ def run_all(device: str = "cpu", threads: int = 2, quick: bool = False) -> dict[
 
     quiet_libraries()
     torch.set_num_threads(threads)
+    onnx = onnx_installed()
     results: dict[str, float] = {}
-    steps: list[Callable[[], dict[str, float]]] = [
-        lambda: measure_dp_step(threads=threads, device=device, repeats=5 if quick else 15),
-        lambda: measure_hybrid_step(repeats=5 if quick else 15),
-        lambda: measure_dp_epoch(["data.source.n_steps=1500"] if quick else [], repeats=1 if quick else 3),
-        lambda: measure_loop_overhead(n_windows=5_000 if quick else 20_000, repeats=1 if quick else 5),
-        lambda: measure_inference(n_windows=10_000 if quick else 50_000),
-        lambda: measure_stream(seconds=2.0 if quick else 20.0),
-        lambda: measure_windowing(rows=100_000 if quick else 1_000_000),
-        lambda: measure_prepare(rows=100_000 if quick else 1_000_000),
-        lambda: measure_startup(repeats=2 if quick else 5),
-        lambda: measure_sweep_overhead(jobs=5 if quick else 20, baseline_jobs=1 if quick else 3),
-        lambda: measure_wait_situations(
+    steps: dict[str, Callable[[], dict[str, float]]] = {
+        "dp_step": lambda: measure_dp_step(threads=threads, device=device, repeats=5 if quick else 15),
+        "hybrid_step": lambda: measure_hybrid_step(repeats=5 if quick else 15),
+        "dp_epoch": lambda: measure_dp_epoch(["data.source.n_steps=1500"] if quick else [], repeats=1 if quick else 3),
+        "loop_overhead": lambda: measure_loop_overhead(n_windows=5_000 if quick else 20_000, repeats=1 if quick else 5),
+        "inference": lambda: measure_inference(n_windows=10_000 if quick else 50_000),
+        "stream": lambda: measure_stream(seconds=2.0 if quick else 20.0),
+        "onnx": lambda: (
+            measure_onnx(threads=threads, batches=4 if quick else 20, rounds=2 if quick else 5) if onnx else {}
+        ),
+        "windowing": lambda: measure_windowing(rows=100_000 if quick else 1_000_000),
+        "prepare": lambda: measure_prepare(rows=100_000 if quick else 1_000_000),
+        "startup": lambda: measure_startup(repeats=2 if quick else 5),
+        "sweep_overhead": lambda: measure_sweep_overhead(jobs=5 if quick else 20, baseline_jobs=1 if quick else 3),
+        "wait_situations": lambda: measure_wait_situations(
             steps=10 if quick else 60, rounds=1 if quick else 3, previous_s=2.0 if quick else 30.0, threads=threads
         ),
-    ]
-    for step in steps:
-        results.update(step())
+    }
+    assert tuple(steps) == CASES
+    for name, step in steps.items():
+        if only is None or name in only:
+            results.update(step())
     return results
+
+
+CASES = (
+    "dp_step",
+    "hybrid_step",
+    "dp_epoch",
+    "loop_overhead",
+    "inference",
+    "stream",
+    "onnx",
+    "windowing",
+    "prepare",
+    "startup",
+    "sweep_overhead",
+    "wait_situations",
+)
+
+
+def onnx_installed() -> bool:
+    """Whether the onnx extra is installed; without it `bench` leaves onnxruntime out and says so (machine line)."""
+    from importlib.util import find_spec
+
+    return all(find_spec(name) is not None for name in ("onnx", "onnxruntime", "onnxscript"))
 
 
 def markdown_table(results: dict[str, float], machine: dict[str, str]) -> str:
@@ -140,6 +178,8 @@ def markdown_table(results: dict[str, float], machine: dict[str, str]) -> str:
             f"| {target.label} | {_format(value)}{target.unit} | {sign} {_format(target.goal)}{target.unit} | "
             f"{'yes' if target.met(value) else 'NO'} |"
         )
+    if len(lines) == 2:  # `--only` cases without a target: no empty headline table
+        lines = []
     lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), "", "| key | value |", "|---|---:|"]
     lines += [f"| {key} | {_format(value)} |" for key, value in sorted(results.items())]
     return "\n".join(lines) + "\n"

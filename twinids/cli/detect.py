@@ -1,4 +1,4 @@
-"""`twinids detect RUN_ID --source SRC`: score a live stream with a trained detector, alerts as JSON lines."""
+"""`twinids detect RUN_ID|BUNDLE --source SRC`: score a live stream with a trained detector, alerts as JSON lines."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def detect_command(
-    run_id: str = typer.Argument(..., help="The MLflow run id of a training run (or its checkpoint file)."),
+    run_id: str = typer.Argument(
+        ..., help="The MLflow run id of a training run, its checkpoint file, or a bundle folder from `twinids export`."
+    ),
     overrides: list[str] = typer.Argument(None, help="For --source simulator: its settings, e.g. data.source.seed=7."),
     source: str = typer.Option(
         ...,

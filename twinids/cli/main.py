@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from twinids.cli import attack, audit, bench, data, detect, evaluate, respond, studies, train
+from twinids.cli import attack, audit, bench, data, detect, evaluate, export, respond, studies, train
 from twinids.cpu_policy import apply_wait_policy
 from twinids.errors import TwinIDSError
 from twinids.interrupts import JobInterrupted, install_signal_handlers
@@ -26,6 +26,7 @@ app.command("audit")(audit.audit_command)
 app.command("attack", context_settings=evaluate.CONTEXT)(attack.attack_command)
 app.command("detect", context_settings=detect.CONTEXT)(detect.detect_command)
 app.command("respond", context_settings=evaluate.CONTEXT)(respond.respond_command)
+app.command("export")(export.export_command)
 app.add_typer(data.app, name="data")
 app.command("sweep", context_settings=studies.SWEEP_CONTEXT)(studies.sweep_command)
 app.command("tune", context_settings=studies.SWEEP_CONTEXT)(studies.tune_command)
@@ -108,6 +109,7 @@ TORCH_COMMANDS = (
     "attack",
     "detect",
     "respond",
+    "export",
     "sweep",
     "tune",
     "reproduce",

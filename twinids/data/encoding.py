@@ -95,10 +95,63 @@ class FeatureEncoder:
             parts.append((categories == str(record[column])).astype(np.float64))
         return np.concatenate(parts).astype(np.float32)
 
+    def state(self) -> dict[str, Any]:
+        """What `encode_record` reads, as JSON types: a fitted encoder exported beside a model (no pickle).
+
+        Floats are written as Python floats, which JSON round-trips exactly, so `from_state(state())` encodes a
+        record to the same bits.
+        """
+        if self._one_hot is None:
+            raise RuntimeError("FeatureEncoder.state called before fit")
+        statistics: dict[str, list[float]] = {}
+        if self.scaler == "standard" and self._numeric:
+            statistics = {"mean": self._scale.mean_.tolist(), "scale": self._scale.scale_.tolist()}
+        elif self.scaler == "minmax" and self._numeric:
+            statistics = {"scale": self._scale.scale_.tolist(), "min": self._scale.min_.tolist()}
+        categories = [[str(c) for c in found] for found in getattr(self._one_hot, "categories_", [])]
+        return {
+            "scaler": self.scaler,
+            "numeric": [str(c) for c in self._numeric],
+            "categorical": [str(c) for c in self._categorical],
+            "categories": categories if self._categorical else [],
+            "statistics": statistics,
+            "feature_names": list(self.feature_names),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> FeatureEncoder:
+        """An encoder that encodes records as the one `state()` came from did (`encode_record`, `columns`).
+
+        Raises:
+            TwinIDSError: when the state lacks a key or its lists disagree in length.
+        """
+        try:
+            encoder = cls(str(state["scaler"]))
+            encoder._numeric = [str(c) for c in state["numeric"]]
+            encoder._categorical = [str(c) for c in state["categorical"]]
+            categories = [np.array([str(c) for c in found], dtype=object) for found in state["categories"]]
+            statistics = {key: np.asarray(values, dtype=np.float64) for key, values in state["statistics"].items()}
+            encoder.feature_names = [str(name) for name in state["feature_names"]]
+        except (KeyError, TypeError, AttributeError) as error:
+            raise TwinIDSError(f"the encoder state lacks or mangles {error}; export the run again") from None
+        needed = {"standard": ("mean", "scale"), "minmax": ("scale", "min"), "none": ()}[encoder.scaler]
+        width = len(encoder._numeric)
+        if any(len(statistics.get(key, ())) != width for key in needed if width) or len(categories) != len(
+            encoder._categorical
+        ):
+            raise TwinIDSError("the encoder state's statistics or categories do not match its columns")
+        if width + sum(len(found) for found in categories) != len(encoder.feature_names):
+            raise TwinIDSError("the encoder state's feature names do not match its columns and categories")
+        encoder._scale = _FittedStatistics(statistics) if needed and width else None
+        encoder._one_hot = _FittedCategories(categories)
+        return encoder
+
     def transform(self, rows: pd.DataFrame) -> np.ndarray:
         """Encoded float32 matrix (rows x encoded features)."""
         if self._one_hot is None:
             raise RuntimeError("FeatureEncoder.transform called before fit")
+        if isinstance(self._one_hot, _FittedCategories):
+            raise RuntimeError("a FeatureEncoder restored from its state encodes records only (encode_record)")
         encoded = np.empty((len(rows), len(self.feature_names)), dtype=np.float32)
         width = len(self._numeric)
         numeric, categorical = rows[self._numeric], rows[self._categorical]
@@ -110,6 +163,22 @@ class FeatureEncoder:
             if self._categorical:
                 encoded[block, width:] = self._one_hot.transform(_as_strings(categorical.iloc[block]))
         return encoded
+
+
+class _FittedStatistics:
+    """A fitted scaler's statistics under scikit-learn's attribute names, as `encode_record` reads them."""
+
+    def __init__(self, statistics: Mapping[str, np.ndarray]) -> None:
+        self.mean_ = statistics.get("mean")
+        self.scale_ = statistics.get("scale")
+        self.min_ = statistics.get("min")
+
+
+class _FittedCategories:
+    """A fitted one-hot encoder's categories, as `encode_record` reads them."""
+
+    def __init__(self, categories: list[np.ndarray]) -> None:
+        self.categories_ = categories
 
 
 def _is_numeric(column: pd.Series) -> bool:

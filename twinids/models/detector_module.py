@@ -110,6 +110,15 @@ class DetectorModule(pl.LightningModule):
         """(smooth, threshold) applied to `window_scores`; a classifier's (1, None): its predicted class decides."""
         return 1, None
 
+    def export_outputs(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`window_scores` as one traceable torch function, for export: `score` (float64), `predicted` and, when
+        the detector gives them, `probabilities`; the same arithmetic, so an exported graph scores as `test` does."""
+        scores = self.scores(self(windows))
+        outputs = {"score": scores.score.double(), "predicted": scores.predicted}
+        if scores.probabilities is not None:
+            outputs["probabilities"] = scores.probabilities
+        return outputs
+
     # -- shared machinery -------------------------------------------------------------------------------
     def forward(self, windows: torch.Tensor) -> Any:
         """The net's output for a batch of windows."""

@@ -44,14 +44,30 @@ class StreamSummary:
         )
 
 
-def load_online_detector(run_id: str, tracking_uri: str | None, scratch: Path) -> tuple[OnlineDetector, Any, Any]:
-    """The run's detector behind an `OnlineDetector`, the run's config and its model card."""
+@dataclass(frozen=True)
+class LoadedRun:
+    """A trained run's detector with its weights loaded, the windows its data config builds, and its config."""
+
+    detector: Any
+    data: Any
+    cfg: Any
+    run_id: str
+    card: Any  # its model card (config, overrides, privacy spent)
+
+    @property
+    def devices(self) -> list[str] | None:
+        """The devices the run's data holds (None: the data names none)."""
+        return np.unique(self.data.row_devices).tolist() if self.data.row_devices is not None else None
+
+
+def load_run(run_id: str, tracking_uri: str | None, scratch: Path) -> LoadedRun:
+    """The detector of a run id or checkpoint path, rebuilt from its checkpoint and data config (as `eval` does)."""
     from omegaconf import OmegaConf
 
     from twinids.data.registry import build_windows
     from twinids.tracking.queries import download_checkpoint
     from twinids.training.checkpoint_io import read_card
-    from twinids.training.detector import make_detector, require_streamable
+    from twinids.training.detector import make_detector
     from twinids.training.evaluate import check_compatible
     from twinids.training.job import quiet_libraries
 
@@ -64,9 +80,32 @@ def load_online_detector(run_id: str, tracking_uri: str | None, scratch: Path) -
     check_compatible(card.feature_names, card.class_names, data.feature_names, data.class_names)
     detector = make_detector(cfg, data, training=False)
     detector.load(checkpoint)
-    rule = require_streamable(detector, str(cfg.model.name)).window_rule()
-    devices = np.unique(data.row_devices).tolist() if data.row_devices is not None else None
-    return OnlineDetector(rule, data.encoder, data.window, data.class_names, devices), cfg, card
+    return LoadedRun(detector, data, cfg, card.run_id, card)
+
+
+def load_online_detector(run_id: str, tracking_uri: str | None, scratch: Path) -> tuple[OnlineDetector, Any, Any]:
+    """The run's detector behind an `OnlineDetector`, the run's config and its model card."""
+    from twinids.training.detector import require_streamable
+
+    run = load_run(run_id, tracking_uri, scratch)
+    rule = require_streamable(run.detector, str(run.cfg.model.name)).window_rule()
+    online = OnlineDetector(rule, run.data.encoder, run.data.window, run.data.class_names, run.devices)
+    return online, run.cfg, run.card
+
+
+def open_online_detector(run_or_bundle: str, tracking_uri: str | None, scratch: Path) -> tuple[OnlineDetector, Any]:
+    """An `OnlineDetector` from a run (id or checkpoint) or an exported bundle folder, and the run's config (None for
+    a bundle: it holds no config, only what the stream needs)."""
+    path = Path(run_or_bundle)
+    if path.is_dir() or ("/" in run_or_bundle and not path.suffix):  # a run id never holds a slash
+        from twinids.stream.bundle import load_bundle
+
+        return load_bundle(path).online_detector(), None
+    import torch
+
+    torch.set_num_threads(1)  # one small window at a time: intra-op threads only add their synchronisation
+    online, cfg, _ = load_online_detector(run_or_bundle, tracking_uri, scratch)
+    return online, cfg
 
 
 def run_stream(
@@ -141,6 +180,11 @@ def readings_from(
         bad = [item for item in overrides if not item.startswith("data.source.")]
         if bad:
             raise TwinIDSError(f"--source {SIMULATOR} takes data.source.* overrides only; got {bad[0]!r}")
+        if cfg is None:
+            raise TwinIDSError(
+                f"--source {SIMULATOR} simulates the run's data config, which an exported bundle does not hold: detect "
+                "on the run itself, or give the bundle a file or mqtt:// source"
+            )
         if cfg.data.source.get("_target_") != SIMULATOR_TARGET:
             raise TwinIDSError(f"--source {SIMULATOR}: run's data '{cfg.data.name}' is not the simulator's")
         source_cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides))).data.source
@@ -163,9 +207,8 @@ def detect(
     max_readings: int | None = None,
     tracking_uri: str | None = None,
 ) -> StreamSummary:
-    """Score a stream with a trained run's detector until the stream ends, `max_readings`, or a signal."""
-    import torch
-
+    """Score a stream with a trained run's detector (or its exported bundle) until the stream ends, `max_readings`,
+    or a signal."""
     from twinids.stream.sinks import open_sinks
     from twinids.tracking.run import temporary_directory
 
@@ -174,9 +217,8 @@ def detect(
     if max_readings is not None and max_readings < 1:
         raise TwinIDSError(f"--max-readings must be at least 1; got {max_readings}")
     _log_to_stderr()
-    torch.set_num_threads(1)  # one small window at a time: intra-op threads only add their synchronisation
     with temporary_directory() as scratch:
-        online, cfg, _ = load_online_detector(run_id, tracking_uri, Path(scratch))
+        online, cfg = open_online_detector(run_id, tracking_uri, Path(scratch))
     readings, subscription = readings_from(source, cfg, overrides, online, realtime, speed)
     sinks = []
     try:

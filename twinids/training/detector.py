@@ -181,6 +181,25 @@ def require_streamable(detector: Detector, name: str) -> Streamable:
     return detector  # type: ignore[return-value]
 
 
+class Exportable(Protocol):
+    """A detector whose window rule is one torch function: `twinids export --format onnx` writes it for onnxruntime."""
+
+    def scoring_graph(self) -> torch.nn.Module:
+        """The loaded detector's `WindowRule.score` as a torch module in eval mode: windows (n, time, features) float32
+        -> {"score": (n,) float64, and for a classifier "predicted": (n,) int64, "probabilities": (n, classes)}."""
+        ...
+
+
+def require_exportable(detector: Detector, name: str) -> Exportable:
+    """The detector, if its window rule is one torch function; else one error line saying why it cannot be exported."""
+    if not callable(getattr(detector, "scoring_graph", None)):
+        raise TwinIDSError(
+            f"model '{name}' cannot be exported to ONNX: its window rule is not a torch function "
+            "(Exportable.scoring_graph); scikit-learn detectors are not exported. Run `twinids detect` on the run"
+        )
+    return detector  # type: ignore[return-value]
+
+
 DETECTOR_MEMBERS = ("fit", "load", "test", "privacy_summary", "artifacts")
 
 

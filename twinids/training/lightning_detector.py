@@ -260,6 +260,11 @@ class LightningDetector:
 
         return WindowRule(score, smooth, threshold)
 
+    def scoring_graph(self) -> torch.nn.Module:
+        """The loaded module's window scores, net and scorer, as one torch module (eval mode): what export traces."""
+        self.module.eval()
+        return _ScoringGraph(self.module)
+
     def privacy_summary(self) -> dict[str, Any] | None:
         """ε and the DP-SGD settings spent by the training run (None without privacy)."""
         return None if self.privacy is None else self.privacy.summary()
@@ -335,6 +340,17 @@ def _check_optimizer(module: Any) -> None:
         raise TwinIDSError(f"model.module.optimizer: {str(error).splitlines()[0]}") from None
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TwinIDSError("model.module.optimizer must build one torch optimiser (a `_partial_: true` node)")
+
+
+class _ScoringGraph(torch.nn.Module):
+    """A DetectorModule's `export_outputs` as a module's forward, so exporters trace net and scorer together."""
+
+    def __init__(self, module: DetectorModule) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.module.export_outputs(windows)
 
 
 class ModelCardCallback(pl.Callback):

@@ -97,6 +97,12 @@ class PhysicsResidualDetector:
 
         return WindowRule(score, self.calibration.smooth, float(self.calibration.threshold))
 
+    def scoring_graph(self) -> torch.nn.Module:
+        """The calibrated residual score as a torch module (no net: the residual columns, then the scorer)."""
+        if not self.calibration.fitted:
+            raise TwinIDSError("this physics residual detector has no fitted calibration to export")
+        return _ResidualScoreGraph(self.columns, self.last_steps, self.calibration.scorer)
+
     def privacy_summary(self) -> dict[str, Any] | None:
         """Nothing is trained, so no privacy is spent."""
         return None
@@ -125,3 +131,18 @@ class PhysicsResidualDetector:
             torch.from_numpy(data.groups[split]),
         )
         return {k: float(v) for k, v in metrics.compute().items()}, metrics.confusion().numpy()
+
+
+class _ResidualScoreGraph(torch.nn.Module):
+    """Windows -> {"score"}: the scorer of the residual columns of each window's last steps, as `window_rule` scores."""
+
+    def __init__(self, columns: list[int], last_steps: int | None, scorer: Any) -> None:
+        super().__init__()
+        self.register_buffer("columns", torch.tensor(columns, dtype=torch.long))
+        self.last_steps, self.scorer = last_steps, scorer
+
+    def forward(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        residuals = windows.index_select(2, self.columns)
+        if self.last_steps is not None:
+            residuals = residuals[:, -self.last_steps :]
+        return {"score": self.scorer.torch_score(residuals)}

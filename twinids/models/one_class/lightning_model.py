@@ -112,6 +112,11 @@ class OneClassModule(DetectorModule):
         """The fitted calibration's smoothing span and threshold."""
         return self.alarm_rule()
 
+    def export_outputs(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The fitted scorer's score of each window in torch (float64), net and scorer in one traceable function."""
+        self.alarm_rule()  # refuses a module with no fitted scorer
+        return {"score": self.alarm_score(windows)}
+
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> Any:
         windows = batch[0]
         # Labels never reach training: the target of a one-class net is its own window.
