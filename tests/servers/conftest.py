@@ -1,0 +1,191 @@
+"""A real PostgreSQL in a temporary cluster behind a real `mlflow server`, and `twinids` run against it.
+
+Debian's `postgresql` package provides the binaries (`.ci/run` installs it); the cluster is the test's own,
+never the system service. Where the binaries or the Python driver are missing the tests fail under CI
+(`CI=true`) and are skipped with the reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+POSTGRES_BINARIES = "/usr/lib/postgresql/*/bin"
+START_TIMEOUT_S = 120.0
+CLUSTER_USER = "postgres"  # initdb refuses to run as root; Debian's package creates this user
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def missing(reason: str) -> None:
+    """Fail under CI (a server test must never pass by not running), skip with the reason elsewhere."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI must run the tracking-server tests: .ci/run installs it)")
+    pytest.skip(reason)
+
+
+def postgres_bin() -> Path:
+    """The newest of Debian's PostgreSQL binary folders that holds initdb and pg_ctl."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0
+    )
+    usable = [folder for folder in found if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file()]
+    if not usable:
+        missing(f"no PostgreSQL server binaries at {POSTGRES_BINARIES} (apt-get install postgresql)")
+    return usable[-1]
+
+
+def as_cluster_user(command: list[str]) -> list[str]:
+    """The command run as a user initdb accepts: ourselves, or `postgres` when we are root."""
+    if os.getuid() != 0:
+        return command
+    try:
+        pwd.getpwnam(CLUSTER_USER)
+    except KeyError:
+        missing(f"running as root and there is no '{CLUSTER_USER}' user to own a PostgreSQL cluster")
+    return ["runuser", "-u", CLUSTER_USER, "--", *command]
+
+
+def wait_for_health(url: str, process: subprocess.Popen, log: Path) -> None:
+    """Return once `url/health` answers 200; fail with the log's tail if the process exits or stays silent."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"mlflow server did not start: {log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.5)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop a process started in its own session and everything it started: SIGTERM, then SIGKILL."""
+    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="session")
+def postgres_uri() -> Iterator[str]:
+    """`postgresql://postgres@127.0.0.1:PORT/mlflow`: a database in a fresh cluster on a free port, removed after."""
+    try:
+        import psycopg  # noqa: F401  (SQLAlchemy 2.1's driver for postgresql:// URLs)
+    except ImportError:
+        missing("the PostgreSQL driver is not installed: pip install -e '.[server]'")
+    binaries = postgres_bin()
+    folder = Path(tempfile.mkdtemp(prefix="twinids-postgres-"))  # /tmp: the cluster user must reach it
+    if os.getuid() == 0:
+        shutil.chown(folder, CLUSTER_USER)
+    data, log, port = folder / "data", folder / "postgres.log", free_port()
+    initdb = [str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]
+    subprocess.run(as_cluster_user(initdb), check=True, capture_output=True, text=True)
+    pg_ctl = [str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log)]
+    options = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off"  # a throwaway cluster: no need to survive a crash
+    started = subprocess.run(as_cluster_user([*pg_ctl, "-o", options, "-w", "start"]), capture_output=True, text=True)
+    try:
+        if started.returncode != 0:
+            pytest.fail(f"PostgreSQL did not start: {started.stderr}\n{log.read_text(errors='replace')[-2000:]}")
+        createdb = [str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow"]
+        subprocess.run(createdb, check=True, capture_output=True, text=True)
+        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run(as_cluster_user([*pg_ctl, "-m", "fast", "-w", "stop"]), capture_output=True, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class TrackingServer:
+    """A running `mlflow server`: its URL, its database and the folder its proxied artifacts land in."""
+
+    url: str
+    backend_store_uri: str
+    artifacts: Path
+
+
+@pytest.fixture(scope="session")
+def tracking_server(postgres_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingServer]:
+    """`mlflow server` on the PostgreSQL database, serving artifacts itself (clients upload and fetch over HTTP)."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port, log = free_port(), folder / "server.log"
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        postgres_uri,
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with log.open("w") as output:
+        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(url, server, log)
+        yield TrackingServer(url, postgres_uri, folder / "artifacts")
+    finally:
+        stop_group(server)
+
+
+def make_server_cli(workdir: Path, tracking_uri: str):
+    """A function running (or, with `.start`, starting) the real `twinids` in workdir, tracked to `tracking_uri`."""
+
+    def command(*args: str) -> list[str]:
+        executable = Path(sys.executable).with_name("twinids")
+        return [str(executable), *args] if executable.exists() else [sys.executable, "-m", "twinids.cli.main", *args]
+
+    def environment() -> dict[str, str]:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+        env.pop("TWINIDS_DEBUG", None)
+        return env
+
+    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            command(*args), cwd=workdir, env=environment(), capture_output=True, text=True, timeout=timeout
+        )
+
+    def start(*args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            command(*args), cwd=workdir, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    run.start = start  # type: ignore[attr-defined]
+    return run
+
+
+@pytest.fixture(scope="session")
+def server_cli_factory():
+    """`server_cli_factory(workdir, tracking_uri)`: run the real `twinids` in workdir with MLFLOW_TRACKING_URI set."""
+    return make_server_cli
