@@ -159,15 +159,18 @@ def tracking_server(postgres_uri: str, tmp_path_factory: pytest.TempPathFactory)
         stop_group(server)
 
 
-def make_server_cli(workdir: Path, tracking_uri: str):
-    """A function running (or, with `.start`, starting) the real `twinids` in workdir, tracked to `tracking_uri`."""
+def make_server_cli(workdir: Path, tracking_uri: str | None):
+    """A function running (or, with `.start`, starting) the real `twinids` in workdir with MLFLOW_TRACKING_URI set
+    to `tracking_uri` (None: unset, so only a `tracking.uri=`/`--tracking-uri` argument points anywhere else)."""
 
     def command(*args: str) -> list[str]:
         executable = Path(sys.executable).with_name("twinids")
         return [str(executable), *args] if executable.exists() else [sys.executable, "-m", "twinids.cli.main", *args]
 
     def environment() -> dict[str, str]:
-        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri or ""}
+        if tracking_uri is None:
+            env.pop("MLFLOW_TRACKING_URI")
         env.pop("TWINIDS_DEBUG", None)
         return env
 
@@ -187,5 +190,5 @@ def make_server_cli(workdir: Path, tracking_uri: str):
 
 @pytest.fixture(scope="session")
 def server_cli_factory():
-    """`server_cli_factory(workdir, tracking_uri)`: run the real `twinids` in workdir with MLFLOW_TRACKING_URI set."""
+    """`server_cli_factory(workdir, tracking_uri)`: `make_server_cli` for tests and module-scoped fixtures."""
     return make_server_cli

@@ -24,8 +24,8 @@ def run_id_in(output: str) -> str:
 def test_train_logs_a_finished_run_whose_checkpoint_eval_fetches_through_the_server(
     tracking_server, server_cli_factory, tmp_path
 ):
-    twinids = server_cli_factory(tmp_path, tracking_server.url)
-    trained = twinids("train", *TINY, "seed=7")
+    twinids = server_cli_factory(tmp_path, None)  # no MLFLOW_TRACKING_URI: the arguments alone point at the server
+    trained = twinids("train", *TINY, "seed=7", f"tracking.uri={tracking_server.url}")
     assert trained.returncode == 0, trained.stderr
     run_id = run_id_in(trained.stdout)
     client = MlflowClient(tracking_server.url)
@@ -36,7 +36,7 @@ def test_train_logs_a_finished_run_whose_checkpoint_eval_fetches_through_the_ser
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # uploaded through the server, not to a local path
     assert [a.path for a in client.list_artifacts(run_id, "checkpoints")] == ["checkpoints/best.ckpt"]
     assert list(tracking_server.artifacts.rglob("best.ckpt")), "the server stored no checkpoint"
-    evaluated = twinids("eval", run_id)  # fetches the checkpoint over HTTP
+    evaluated = twinids("eval", run_id, "--tracking-uri", tracking_server.url)  # fetches the checkpoint over HTTP
     assert evaluated.returncode == 0, evaluated.stderr
     reproduced = client.get_run(run_id_in(evaluated.stdout)).data.metrics
     assert reproduced["test/f1_macro"] == run.data.metrics["test/f1_macro"]
@@ -112,7 +112,13 @@ def test_an_unreachable_server_is_one_error_line_and_no_run(server_cli_factory, 
     twinids = server_cli_factory(tmp_path, closed)
     for args in (["train", *TINY], ["sweep", "--jobs", "2", *TINY, "seed=1,2"]):
         refused = twinids(*args)
-        assert refused.returncode != 0
+        assert refused.returncode == 2, refused.stdout + refused.stderr
         lines = refused.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach the MLflow tracking server at {closed}")
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_the_running_database_itself_passes_the_store_check(postgres_uri):
+    from twinids.tracking.store import check_store
+
+    assert check_store(postgres_uri) == postgres_uri  # reachable, driver installed: MLflow may open it

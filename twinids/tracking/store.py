@@ -30,6 +30,11 @@ STORE_SCHEMES = (
     "databricks-uc",
     "uc",
 )
+# Database tracking URIs: the port a URL without one means, and the driver SQLAlchemy loads for each PostgreSQL scheme
+# (2.1 drives a plain postgresql:// with psycopg 3; the `server` extra installs it). MLflow retries a database that
+# does not answer for about two minutes, so twinids asks first.
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+POSTGRES_DRIVERS = {"postgresql": "psycopg", "postgresql+psycopg": "psycopg", "postgresql+psycopg2": "psycopg2"}
 # MLflow's defaults (7 retries, 120 s timeout) retry an unreachable server for about 4 minutes per request.
 HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
@@ -93,6 +98,8 @@ def check_store(tracking_uri: str | None = None, writable: bool = True) -> str:
     database = sqlite_database(uri)
     if uri.startswith(("http://", "https://")):
         check_server(uri)
+    elif urlsplit(uri).scheme.split("+")[0] in DATABASE_PORTS:
+        check_database(uri)
     elif database is not None and (writable or database.exists()):
         check_sqlite(database, writable)
     return uri
@@ -128,6 +135,39 @@ def check_server(uri: str) -> None:
         raise TwinIDSError(
             f"cannot reach the MLflow tracking server at {_shown(uri)} ({reason}); start it, or point "
             "MLFLOW_TRACKING_URI (or --tracking-uri) at a running one"
+        ) from error
+
+
+def check_database(uri: str) -> None:
+    """Refuse a database URL whose driver is not installed or whose server does not accept a connection within
+    seconds (MLflow itself would retry for minutes, printing each retry).
+
+    Raises:
+        TwinIDSError: naming the URL (password hidden) and what to do.
+    """
+    import importlib.util
+    import socket
+
+    parts = urlsplit(uri)
+    driver = POSTGRES_DRIVERS.get(parts.scheme)
+    if driver is not None and importlib.util.find_spec(driver) is None:
+        raise TwinIDSError(
+            f"the tracking URI {_shown(uri)} needs the PostgreSQL driver '{driver}', which is not installed; "
+            "install it with `pip install 'twinids[server]'`"
+        )
+    try:
+        host, port = parts.hostname, parts.port or DATABASE_PORTS[parts.scheme.split("+")[0]]
+    except ValueError as error:
+        raise TwinIDSError(f"the tracking URI {_shown(uri)} is not a valid database URL ({error})") from error
+    if not host:
+        return  # a Unix socket (or the driver's own default): MLflow connects as the URL says
+    try:
+        socket.create_connection((host, port), timeout=SERVER_TIMEOUT_S).close()
+    except OSError as error:
+        reason = error.strerror or first_line(error) or type(error).__name__
+        raise TwinIDSError(
+            f"cannot reach the database of the tracking URI {_shown(uri)} at {host}:{port} ({reason}); start it, "
+            "or point MLFLOW_TRACKING_URI (or --tracking-uri) at a running store"
         ) from error
 
 
