@@ -54,15 +54,15 @@ def postgres_bin() -> Path:
     return usable[-1]
 
 
-def as_cluster_user(command: list[str]) -> list[str]:
-    """The command run as a user initdb accepts: ourselves, or `postgres` when we are root."""
+def cluster_user_prefix() -> list[str]:
+    """How to run a cluster command as a user initdb accepts: as ourselves, or through runuser as `postgres` as root."""
     if os.getuid() != 0:
-        return command
+        return []
     try:
         pwd.getpwnam(CLUSTER_USER)
     except KeyError:
         missing(f"running as root and there is no '{CLUSTER_USER}' user to own a PostgreSQL cluster")
-    return ["runuser", "-u", CLUSTER_USER, "--", *command]
+    return ["runuser", "-u", CLUSTER_USER, "--"]
 
 
 def wait_for_health(url: str, process: subprocess.Popen, log: Path) -> None:
@@ -99,16 +99,19 @@ def postgres_uri() -> Iterator[str]:
         import psycopg  # noqa: F401  (SQLAlchemy 2.1's driver for postgresql:// URLs)
     except ImportError:
         missing("the PostgreSQL driver is not installed: pip install -e '.[server]'")
-    binaries = postgres_bin()
+    binaries, as_user = postgres_bin(), cluster_user_prefix()
     folder = Path(tempfile.mkdtemp(prefix="twinids-postgres-"))  # /tmp: the cluster user must reach it
     if os.getuid() == 0:
         shutil.chown(folder, CLUSTER_USER)
     data, log, port = folder / "data", folder / "postgres.log", free_port()
     initdb = [str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]
-    subprocess.run(as_cluster_user(initdb), check=True, capture_output=True, text=True)
+    made = subprocess.run([*as_user, *initdb], capture_output=True, text=True)
+    if made.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.fail(f"initdb failed: {made.stderr.strip()[-2000:]}")
     pg_ctl = [str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log)]
     options = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off"  # a throwaway cluster: no need to survive a crash
-    started = subprocess.run(as_cluster_user([*pg_ctl, "-o", options, "-w", "start"]), capture_output=True, text=True)
+    started = subprocess.run([*as_user, *pg_ctl, "-o", options, "-w", "start"], capture_output=True, text=True)
     try:
         if started.returncode != 0:
             pytest.fail(f"PostgreSQL did not start: {started.stderr}\n{log.read_text(errors='replace')[-2000:]}")
@@ -116,7 +119,7 @@ def postgres_uri() -> Iterator[str]:
         subprocess.run(createdb, check=True, capture_output=True, text=True)
         yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
     finally:
-        subprocess.run(as_cluster_user([*pg_ctl, "-m", "fast", "-w", "stop"]), capture_output=True, check=False)
+        subprocess.run([*as_user, *pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True, check=False)
         shutil.rmtree(folder, ignore_errors=True)
 
 
