@@ -43,6 +43,7 @@ def train(
     from twinids.data.registry import build_windows
     from twinids.tracking.config_hash import hash_tags
     from twinids.tracking.run import CHECKPOINT_ARTIFACT_DIR, start_run
+    from twinids.tracking.store import check_store, resolve_tracking_uri, sqlite_database
     from twinids.training.detector import JobContext, make_detector
     from twinids.training.job import (
         check_job_settings,
@@ -61,6 +62,8 @@ def train(
     require_complete(cfg)
     refuse_overrides_without_effect(cfg, overrides)
     check_job_settings(cfg)
+    if sqlite_database(resolve_tracking_uri(cfg.tracking.uri, create_folder=False)) is None:
+        check_store(cfg.tracking.uri)  # a server or database that does not answer: refused before the data work
     hashed = hash_tags(cfg)  # config and repeat hash, of the config as composed, before a detector resolves anything
     data = build_windows(cfg.data)  # reads no global RNG; data mistakes surface before the slow Lightning import
 
