@@ -117,7 +117,9 @@ class DeviceLoop:
     virtual twin alongside, so that a response decided after a step acts on the next one (`twinids respond`).
 
     Every random draw is made up front in the order `run_device` always made them, so a loop stepped without a
-    response gives the same stream bit for bit. Without `twin` the twin's columns are left to `follow_twin`.
+    response gives the same stream bit for bit. `twin` = (gain, gate) runs the virtual twin alongside (its columns
+    in `rows`, its estimate for `Response.use_twin_estimate`); without it the twin's columns are left to
+    `follow_twin`.
     """
 
     def __init__(
