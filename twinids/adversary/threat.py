@@ -159,7 +159,10 @@ def threat_model(data: Any, settings: ConcealmentSettings, link: Link | None = N
         raise TwinIDSError("this data carries no per-row attack labels, so the attacked readings are unknown")
     link_channels = np.arange(len(names)) if link is None else np.asarray(link.channels, dtype=np.int64)
     if len(link_channels) == 0:
-        raise TwinIDSError("this data keeps none of the channels a packet carries: the attacker has nothing to write")
+        raise TwinIDSError(
+            "this data keeps none of the channels a packet carries (its data.view or data.drop_features removed them "
+            "all, as the security view does): the attacker has nothing to write"
+        )
     on_link = [names[int(channel)] for channel in link_channels]
     protected = _indices(settings.protected, names, "protected")
     if settings.controlled is not None:
