@@ -3,12 +3,18 @@ config (composed as a user's run composes it) for tests that build loaders, simu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,3 +169,72 @@ def source_settings():
 def shipped_net():
     """`shipped_net(model, n_features, n_classes=2, **changes)`: the net configs/model/<model>.yaml builds."""
     return _shipped_net
+
+
+SERVER_START_TIMEOUT_S = 120.0
+
+
+def _free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _running_mlflow_server(backend_store_uri: str, folder: Path) -> Iterator[str]:
+    """A real `mlflow server` on loopback over `backend_store_uri`, serving artifacts itself from `folder/artifacts`
+    (clients upload and fetch over HTTP); yields its URL, and stops it and everything it started afterwards."""
+    port, log = _free_port(), folder / "server.log"
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with log.open("w") as output:
+        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start: {log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):  # the server and its workers
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, sig)
+            try:
+                server.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+@pytest.fixture(scope="session")
+def mlflow_server():
+    """`with mlflow_server(backend_store_uri, folder) as url`: a real tracking server, stopped when the block ends."""
+    return _running_mlflow_server
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """`free_port()`: a TCP port free on loopback right now."""
+    return _free_port

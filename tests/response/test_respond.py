@@ -45,6 +45,35 @@ def test_in_closed_loop_the_detector_decides_every_window_as_it_does_offline(lst
     assert got == expected
 
 
+def test_a_playbook_acting_on_alerts_changes_the_plant_from_the_next_step_on(lstm_run):
+    import numpy as np
+
+    from twinids.response.playbook import PlaybookRunner, parse_playbook
+
+    workdir, run_id, uri = lstm_run
+    online, cfg, _ = load_online_detector(run_id, uri, workdir / "scratch")
+    source = {**OmegaConf.to_container(cfg.data.source, resolve=True), "replica": 1, "n_steps": 600}
+    source["attacks"] = scenario_attacks(source["attacks"], "command_injection", 2.0)
+    rule = {"name": "r", "attacks": None, "alerts": 1, "within_s": 0, "hold_s": 600, "actions": ["isolate_commands"]}
+    costs = {"isolate_commands": {"per_trigger": 0, "per_minute": 0}}
+    runner = PlaybookRunner(parse_playbook({"name": "t", "rules": [rule], "costs": costs}))
+    watched = run_closed_loop(source, online.fresh())
+    defended = run_closed_loop(source, online.fresh(), runner)
+    first_alarm = min(d.time for _, d in watched.decisions if d.alarm)  # the same until the playbook first acts
+    assert runner.log.triggers["isolate_commands"] > 0
+    changed = [
+        name
+        for name in watched.plants
+        if not np.array_equal(watched.plants[name].applied, defended.plants[name].applied)
+    ]
+    assert changed
+    step = int(first_alarm // source["step_seconds"])
+    for name in watched.plants:
+        np.testing.assert_array_equal(
+            watched.plants[name].applied[: step + 1], defended.plants[name].applied[: step + 1]
+        )
+
+
 def test_respond_logs_impact_undefended_and_defended_as_a_run_linked_to_the_detector(
     lstm_run, cli_runner_factory, mlflow_client
 ):

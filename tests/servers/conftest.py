@@ -7,17 +7,12 @@ never the system service. Where the binaries or the Python driver are missing th
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +20,7 @@ from pathlib import Path
 import pytest
 
 POSTGRES_BINARIES = "/usr/lib/postgresql/*/bin"
-START_TIMEOUT_S = 120.0
 CLUSTER_USER = "postgres"  # initdb refuses to run as root; Debian's package creates this user
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def missing(reason: str) -> None:
@@ -65,35 +52,8 @@ def cluster_user_prefix() -> list[str]:
     return ["runuser", "-u", CLUSTER_USER, "--"]
 
 
-def wait_for_health(url: str, process: subprocess.Popen, log: Path) -> None:
-    """Return once `url/health` answers 200; fail with the log's tail if the process exits or stays silent."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"mlflow server did not start: {log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.5)
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """Stop a process started in its own session and everything it started: SIGTERM, then SIGKILL."""
-    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.fixture(scope="session")
-def postgres_uri() -> Iterator[str]:
+def postgres_uri(free_port) -> Iterator[str]:
     """`postgresql://postgres@127.0.0.1:PORT/mlflow`: a database in a fresh cluster on a free port, removed after."""
     try:
         import psycopg  # noqa: F401  (SQLAlchemy 2.1's driver for postgresql:// URLs)
@@ -133,33 +93,13 @@ class TrackingServer:
 
 
 @pytest.fixture(scope="session")
-def tracking_server(postgres_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingServer]:
+def tracking_server(
+    postgres_uri: str, tmp_path_factory: pytest.TempPathFactory, mlflow_server
+) -> Iterator[TrackingServer]:
     """`mlflow server` on the PostgreSQL database, serving artifacts itself (clients upload and fetch over HTTP)."""
     folder = tmp_path_factory.mktemp("mlflow-server")
-    port, log = free_port(), folder / "server.log"
-    command = [
-        str(Path(sys.executable).with_name("mlflow")),
-        "server",
-        "--backend-store-uri",
-        postgres_uri,
-        "--artifacts-destination",
-        str(folder / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with log.open("w") as output:
-        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(url, server, log)
+    with mlflow_server(postgres_uri, folder) as url:
         yield TrackingServer(url, postgres_uri, folder / "artifacts")
-    finally:
-        stop_group(server)
 
 
 def make_server_cli(workdir: Path, tracking_uri: str | None):

@@ -69,6 +69,20 @@ def split_readings(run_id: str, workdir):
     return online, frame.iloc[rows].to_dict("records"), data, report
 
 
+def alarm_confusion(decisions: list[dict], readings: list[dict]) -> np.ndarray:
+    """(label of a window's last reading) x (alarm) counts of streamed decisions."""
+    labels = {(r["device"], r["time"]): int(r["label"]) for r in readings}
+    confusion = np.zeros((2, 2), dtype=np.int64)
+    for decision in decisions:
+        confusion[labels[(decision["device"], decision["time"])], int(decision["alarm"])] += 1
+    return confusion
+
+
+def normal_or_not(confusion: np.ndarray) -> np.ndarray:
+    """A multi-class confusion matrix as (true normal/attack) x (predicted normal/attack), as an alarm decides."""
+    return np.stack([confusion[:, 0], confusion[:, 1:].sum(axis=1)], axis=1)
+
+
 class Collect:
     """A sink keeping the decisions it is given."""
 
@@ -91,12 +105,7 @@ def test_the_stream_decides_the_test_split_as_eval_does(runs, name):
     assert summary.skipped == 0 and summary.decided == len(data.starts["test"])
 
     # the same windows, decided one at a time, give eval's confusion matrix to the window
-    labels = {(r["device"], r["time"]): int(r["label"]) for r in readings}
-    confusion = np.zeros((2, 2), dtype=np.int64)
-    for decision in sink.decisions:
-        confusion[labels[(decision["device"], decision["time"])], int(decision["alarm"])] += 1
-    offline = report.confusion
-    assert np.array_equal(confusion, np.stack([offline[:, 0], offline[:, 1:].sum(axis=1)], axis=1))
+    assert np.array_equal(alarm_confusion(sink.decisions, readings), normal_or_not(report.confusion))
 
     # and the same scores as the detector gives the whole split at once, smoothing included (to 1e-6)
     rule = online.rule
@@ -123,14 +132,10 @@ def test_eval_on_other_data_reads_it_through_the_runs_own_encoder(runs):
     readings = frame.iloc[covered_rows(data.starts["test"], data.window)].to_dict("records")
     sink = Collect()
     run_stream(online.fresh(), batches(iter(readings)), [sink], every_window=True)  # the run's encoder, as trained
-    labels = {(r["device"], r["time"]): int(r["label"]) for r in readings}
-    confusion = np.zeros((2, 2), dtype=np.int64)
-    for decision in sink.decisions:
-        confusion[labels[(decision["device"], decision["time"])], int(decision["alarm"])] += 1
-    offline = result.confusion
-    assert np.array_equal(confusion, np.stack([offline[:, 0], offline[:, 1:].sum(axis=1)], axis=1))
+    assert np.array_equal(alarm_confusion(sink.decisions, readings), normal_or_not(result.confusion))
     from sklearn.metrics import roc_auc_score  # scores, not only decisions: any other scaling moves them
 
+    labels = {(r["device"], r["time"]): int(r["label"]) for r in readings}
     truth = [labels[(decision["device"], decision["time"])] for decision in sink.decisions]
     auroc = roc_auc_score(truth, [decision["score"] for decision in sink.decisions])
     assert auroc == pytest.approx(result.metrics["test/auroc"], abs=1e-6)
