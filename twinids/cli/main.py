@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from twinids.cli import attack, audit, bench, data, detect, evaluate, export, respond, studies, train
+from twinids.cli import attack, audit, bench, data, detect, evaluate, export, federate, respond, studies, train
 from twinids.cpu_policy import apply_wait_policy
 from twinids.errors import TwinIDSError
 from twinids.interrupts import JobInterrupted, install_signal_handlers
@@ -27,6 +27,7 @@ app.command("attack", context_settings=evaluate.CONTEXT)(attack.attack_command)
 app.command("detect", context_settings=detect.CONTEXT)(detect.detect_command)
 app.command("respond", context_settings=evaluate.CONTEXT)(respond.respond_command)
 app.command("export")(export.export_command)
+app.command("federate", context_settings=federate.CONTEXT)(federate.federate_command)
 app.add_typer(data.app, name="data")
 app.command("sweep", context_settings=studies.SWEEP_CONTEXT)(studies.sweep_command)
 app.command("tune", context_settings=studies.SWEEP_CONTEXT)(studies.tune_command)
@@ -36,6 +37,23 @@ app.command("dashboard")(studies.dashboard_command)
 app.command("bench")(bench.bench_command)
 
 DEBUG_ENV = "TWINIDS_DEBUG"
+
+
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """The exceptions a wrong command, option or argument raises under the typer installed (0.20 to 0.29)."""
+    found: list[type[Exception]] = []
+    if hasattr(typer, "TyperException"):  # typer 0.26+: the errors of the click it bundles
+        found.append(typer.TyperException)
+    try:  # typer < 0.26 (the range Flower's pin selects) raises the `click` package's own errors
+        from click import ClickException
+    except ImportError:
+        pass
+    else:
+        found.append(ClickException)
+    return tuple(found)
+
+
+USAGE_ERRORS = _usage_error_types()
 
 
 @app.callback()
@@ -67,9 +85,9 @@ def main() -> None:
     except typer.Abort:
         print("aborted", file=sys.stderr)
         sys.exit(130)
-    except typer.TyperException as error:
-        # A wrong command, option or argument. typer 0.26+ raises the errors of the click it bundles (all
-        # TyperException), not those of the `click` package, hence the bound on typer in pyproject.toml.
+    except USAGE_ERRORS as error:
+        # A wrong command, option or argument: click's usage error (typer < 0.26, which Flower's pin selects) or
+        # the TyperException of the click that typer 0.26+ bundles.
         show = getattr(error, "show", None)
         if callable(show):
             show()  # click's usage line, "Try '... --help'" and the error
@@ -110,6 +128,7 @@ TORCH_COMMANDS = (
     "detect",
     "respond",
     "export",
+    "federate",
     "sweep",
     "tune",
     "reproduce",

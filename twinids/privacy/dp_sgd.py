@@ -108,6 +108,8 @@ class DPSGD:
             (the DP optimizer, the loss to call in training_step: Opacus's ghost-clipping criterion, or `loss`).
         """
         if self.private is not None:  # Lightning calls configure_optimizers once per fit; a second fit re-hooks
+            if self._pending_state is None:  # and continues the same accountant (a federated client's next round)
+                self._pending_state = {"accountant": dict(self.private.engine.accountant.state_dict())}
             self.private.module.cleanup()
         self.private = make_private(
             net,

@@ -1,0 +1,151 @@
+"""`federate(cfg)`: the plain function behind `twinids federate`: checks, the parent run, the engine, the result.
+
+Every setting is checked, and every client's config composed, before the parent MLflow run exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig
+
+from twinids.errors import TwinIDSError
+
+
+@dataclass(frozen=True)
+class FederationResult:
+    """The parent run, its final metrics, and how long the federation took."""
+
+    run_id: str
+    metrics: dict[str, float]
+    seconds: float
+
+
+def federate(cfg: DictConfig, overrides: Sequence[str] = (), client_app: Any = None) -> FederationResult:
+    """Train the configured detector across the clients of `cfg.federation` and track it in MLflow.
+
+    Args:
+        cfg: the composed `federate` config.
+        overrides: the overrides that composed it (logged with the run).
+        client_app: the ClientApp the simulation engine runs (default: twinids's; tests wrap it to make a client
+            fail). The deployment engine runs the ClientApp each SuperNode loads.
+    """
+    settings = check_federation(cfg)
+    if settings.engine == "deployment":
+        from twinids.federation.deployment import submit
+
+        return submit(cfg, overrides, settings)
+    return tracked_federation(
+        cfg, overrides, lambda tracker: run_simulation_engine(cfg, tracker, len(settings.clients), client_app)
+    )
+
+
+def check_federation(cfg: DictConfig) -> Any:
+    """Every check made before a run or a process exists: job settings, federation, clients' data keys, DP
+    settings and an unreachable ε, the tracking store. Returns the FederationSettings."""
+    from twinids.config import require_complete
+    from twinids.federation.clients import client_config
+    from twinids.federation.settings import FederationSettings
+    from twinids.tracking.store import check_store, resolve_tracking_uri, sqlite_database
+    from twinids.training.job import check_job_settings
+
+    require_complete(cfg)
+    check_job_settings(cfg)
+    settings = FederationSettings.from_config(cfg.federation)
+    for name in settings.clients:
+        client_config(cfg, settings, name)  # a client's unknown data key is refused here
+    if cfg.privacy.name == "dp":
+        from twinids.privacy.settings import DPSettings
+
+        DPSettings.from_config(cfg.privacy)
+    if settings.client_dp.enabled:
+        from twinids.federation.server import client_noise
+
+        client_noise(settings)  # an unreachable target ε is refused before any run
+    if sqlite_database(resolve_tracking_uri(cfg.tracking.uri, create_folder=False)) is None:
+        check_store(cfg.tracking.uri)
+    return settings
+
+
+def tracked_federation(cfg: DictConfig, overrides: Sequence[str], engine: Callable[[Any], Any]) -> FederationResult:
+    """The parent run and the clients' child runs around `engine(tracker)`, which runs the rounds.
+
+    The runs end FINISHED, or KILLED on Ctrl-C or a signal, or FAILED on an error, all together.
+    """
+    from twinids.federation.settings import FederationSettings
+    from twinids.federation.tracking import FederationTracker
+    from twinids.tracking.config_hash import hash_tags
+    from twinids.tracking.run import start_run
+    from twinids.training.job import job_tags, quiet_tracking
+
+    cfg = copy.deepcopy(cfg)
+    settings = FederationSettings.from_config(cfg.federation)
+    quiet_tracking()
+    quiet_flower()
+    tags = {**job_tags(cfg, "federate"), **hash_tags(cfg), "twinids.federation.engine": settings.engine}
+    if settings.client_dp.enabled:
+        tags["twinids.federation.client_dp"] = settings.client_dp.clipping
+    began = time.perf_counter()
+    with start_run(cfg.tracking.mlflow_experiment, cfg.tracking.uri, cfg.run_name, tags) as parent, ExitStack() as kids:
+        print(f"federation run {parent.run_id}", flush=True)
+        parent.log_config(cfg, list(overrides))
+        tracker = FederationTracker(parent, cfg, settings, kids)
+        metrics = tracker.finish(engine(tracker))
+        metrics["time/federate_s"] = time.perf_counter() - began
+        parent.log_metrics({"time/federate_s": metrics["time/federate_s"]})
+    return FederationResult(parent.run_id, metrics, metrics["time/federate_s"])
+
+
+def run_simulation_engine(cfg: DictConfig, tracker: Any, n_clients: int, client_app: Any = None) -> Any:
+    """Flower's simulation engine: the ServerApp in this process, one virtual SuperNode per client on Ray actors
+    (one CPU each). A ServerApp error is raised here, not left in Flower's log."""
+    from flwr.serverapp import ServerApp
+    from flwr.simulation import run_simulation
+
+    from twinids.federation.client_app import app as twinids_client_app
+    from twinids.federation.server import serve
+
+    outcome: dict[str, Any] = {}
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Any, context: Any) -> None:
+        try:
+            outcome["result"] = serve(grid, cfg, tracker.start, tracker.round)
+        except BaseException as error:
+            outcome["error"] = error
+            raise
+
+    cpus = max(1, min(n_clients, len(os.sched_getaffinity(0))))
+    run_simulation(
+        server_app=server_app,
+        client_app=client_app or twinids_client_app,
+        num_supernodes=n_clients,
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {
+                "num_cpus": cpus,
+                "include_dashboard": False,
+                "logging_level": "error",
+                "log_to_driver": True,
+            },
+        },
+    )
+    if "error" in outcome:
+        raise outcome["error"]
+    if "result" not in outcome:
+        raise TwinIDSError("Flower's simulation ended without running the federation (its log above says why)")
+    return outcome["result"]
+
+
+def quiet_flower() -> None:
+    """Flower logs every message (and run_simulation's deprecation) below ERROR; twinids prints a line per round."""
+    if not os.environ.get("TWINIDS_DEBUG"):
+        logging.getLogger("flwr").setLevel(logging.ERROR)
