@@ -26,8 +26,21 @@ def federate_command(
 
         raise TwinIDSError("twinids federate needs Flower: pip install 'twinids[federated]'") from None
     from twinids.federation.federate_job import federate
+    from twinids.interrupts import JobInterrupted
 
-    result = federate(compose(overrides, config_name="federate"), overrides)
+    try:
+        result = federate(compose(overrides, config_name="federate"), overrides)
+    except (KeyboardInterrupt, JobInterrupted) as stop:
+        # The runs are ended KILLED by now. Flower's simulation leaves its ServerApp thread waiting on clients that
+        # are gone (until the round timeout), and Python would wait for it before exiting: leave at once instead.
+        import os
+        import sys
+
+        code = stop.exit_code if isinstance(stop, JobInterrupted) else 130
+        print(f"interrupted by {stop}" if isinstance(stop, JobInterrupted) else "interrupted", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     from twinids.cli.output import print_metrics
 
     shown = {k: v for k, v in result.metrics.items() if k.startswith(("test/", "privacy/"))}

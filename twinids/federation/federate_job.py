@@ -9,8 +9,8 @@ import copy
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,12 +52,13 @@ def check_federation(cfg: DictConfig) -> Any:
     settings and an unreachable ε, the tracking store. Returns the FederationSettings."""
     from twinids.config import require_complete
     from twinids.federation.clients import client_config
-    from twinids.federation.settings import FederationSettings
+    from twinids.federation.settings import FederationSettings, refuse_unsupported_jobs
     from twinids.tracking.store import check_store, resolve_tracking_uri, sqlite_database
     from twinids.training.job import check_job_settings
 
     require_complete(cfg)
     check_job_settings(cfg)
+    refuse_unsupported_jobs(cfg)
     settings = FederationSettings.from_config(cfg.federation)
     for name in settings.clients:
         client_config(cfg, settings, name)  # a client's unknown data key is refused here
@@ -123,29 +124,84 @@ def run_simulation_engine(cfg: DictConfig, tracker: Any, n_clients: int, client_
             outcome["error"] = error
             raise
 
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # no GPUs asked for: Ray's future default, quietly
     cpus = max(1, min(n_clients, len(os.sched_getaffinity(0))))
-    run_simulation(
-        server_app=server_app,
-        client_app=client_app or twinids_client_app,
-        num_supernodes=n_clients,
-        backend_config={
-            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {
-                "num_cpus": cpus,
-                "include_dashboard": False,
-                "logging_level": "error",
-                "log_to_driver": True,
-            },
-        },
-    )
+    started_ray = _start_ray(cpus)
+    try:
+        with flower_log_kept() as flower_errors:
+            run_simulation(
+                server_app=server_app,
+                client_app=client_app or twinids_client_app,
+                num_supernodes=n_clients,
+                backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
+            )
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
     if "error" in outcome:
         raise outcome["error"]
     if "result" not in outcome:
-        raise TwinIDSError("Flower's simulation ended without running the federation (its log above says why)")
+        reason = flower_errors[-1] if flower_errors else "no error was logged"
+        raise TwinIDSError(f"Flower's simulation ended without running the federation: {reason}")
     return outcome["result"]
 
 
+def _start_ray(cpus: int) -> bool:
+    """Start Ray for the simulation from this thread (Flower would start it from one of its own), and put back the
+    signal handlers Ray's core worker replaces: its SIGTERM handler aborts the process, leaving runs RUNNING."""
+    import signal
+    import sys
+    import threading
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    main_thread = threading.current_thread() is threading.main_thread()
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {signum: signal.getsignal(signum) for signum in handled} if main_thread else {}
+    ray.init(
+        num_cpus=cpus,
+        include_dashboard=False,
+        logging_level="error",
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}},  # actors import what this process can
+    )
+    for signum, handler in before.items():
+        if handler is not None:
+            signal.signal(signum, handler)
+    return True
+
+
 def quiet_flower() -> None:
-    """Flower logs every message (and run_simulation's deprecation) below ERROR; twinids prints a line per round."""
+    """Flower logs every message at INFO; twinids prints one line per round instead (all of it with --debug)."""
     if not os.environ.get("TWINIDS_DEBUG"):
         logging.getLogger("flwr").setLevel(logging.ERROR)
+
+
+@contextmanager
+def flower_log_kept() -> Iterator[list[str]]:
+    """Keep Flower's log out of the output while its simulation runs (the rounds are printed by twinids, a client's
+    failure is recorded as a drop, and a stop would log every actor Ray ends); yields the first lines of its errors,
+    for a one-line refusal should the simulation end without a result. With --debug it is all shown."""
+    errors: list[str] = []
+    if os.environ.get("TWINIDS_DEBUG"):
+        yield errors
+        return
+
+    class Kept(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = record.getMessage().strip()
+            if record.levelno >= logging.ERROR and text:
+                errors.append(text.splitlines()[-1][:300])
+
+    logger = logging.getLogger("flwr")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    logger.handlers, logger.propagate = [Kept()], False
+    logger.setLevel(logging.ERROR)
+    try:
+        yield errors
+    finally:
+        logger.handlers, logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])

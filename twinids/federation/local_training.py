@@ -27,13 +27,6 @@ class LocalDetector:
         from twinids.training.job import quiet_libraries
         from twinids.training.lightning_detector import LightningDetector
 
-        if cfg.task != "classify":
-            raise TwinIDSError("twinids federate trains supervised detectors (task=classify); got task=" + cfg.task)
-        if cfg.transfer.name != "none":
-            raise TwinIDSError("twinids federate trains from scratch; transfer=none (got transfer=" + cfg.transfer.name)
-        audit = cfg.privacy.get("audit")
-        if audit is not None and audit.get("canaries"):
-            raise TwinIDSError("privacy.audit.canaries is not supported by twinids federate; set it to 0")
         quiet_libraries()
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)  # every client starts from one global init
         self.cfg = cfg

@@ -33,13 +33,17 @@ class RoundRecord:
     number: int
     trained: list[ClientReply] = field(default_factory=list)
     evaluated: list[ClientReply] = field(default_factory=list)
+    asked: set[str] = field(default_factory=set)
     released: bool = False
     skipped_because: str | None = None
 
     @property
     def dropped(self) -> list[str]:
-        """Clients that were asked in this round and answered with an error (crashed, timed out, went away)."""
-        return sorted({r.client for r in (*self.trained, *self.evaluated) if r.error is not None})
+        """Clients asked in this round that answered with an error (a crash) or not at all (gone, timed out)."""
+        replies = (*self.trained, *self.evaluated)
+        answered = {r.client for r in replies if r.error is None}
+        failed = {r.client for r in replies if r.error is not None}
+        return sorted(failed | (self.asked - answered))
 
 
 class RecordedStrategy(Strategy):
@@ -67,7 +71,9 @@ class RecordedStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self.current = RoundRecord(server_round)
-        return self.inner.configure_train(server_round, arrays, config, grid)
+        messages = list(self.inner.configure_train(server_round, arrays, config, grid))
+        self.current.asked |= {self.node_names(m.metadata.dst_node_id) for m in messages}
+        return messages
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -91,7 +97,9 @@ class RecordedStrategy(Strategy):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+        messages = list(self.inner.configure_evaluate(server_round, arrays, config, grid))
+        self._round(server_round).asked |= {self.node_names(m.metadata.dst_node_id) for m in messages}
+        return messages
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         replies = list(replies)

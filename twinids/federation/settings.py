@@ -103,6 +103,18 @@ class FederationSettings:
         return settings
 
 
+def refuse_unsupported_jobs(cfg: DictConfig) -> None:
+    """What a federation cannot train (yet), refused by name: one-class detectors (their thresholds are fitted on
+    validation data after training), transfer from a pre-trained run, and the one-run canary audit."""
+    if cfg.task != "classify":
+        raise TwinIDSError(f"twinids federate trains supervised detectors (task=classify); got task={cfg.task}")
+    if cfg.transfer.name != "none":
+        raise TwinIDSError(f"twinids federate trains from scratch (transfer=none); got transfer={cfg.transfer.name}")
+    audit = cfg.privacy.get("audit")
+    if audit is not None and audit.get("canaries"):
+        raise TwinIDSError("twinids federate does not run the canary audit; leave privacy.audit.canaries at 0")
+
+
 def _client_dp(node: DictConfig | None) -> ClientDP:
     if node is None:
         raise TwinIDSError("federation.client_dp is missing; set its target_epsilon and noise_multiplier to null")

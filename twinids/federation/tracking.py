@@ -128,17 +128,15 @@ class FederationTracker:
         from twinids.tracking.run import temporary_directory
         from twinids.training.checkpoint_io import save_torch_checkpoint
 
-        final = {k: v for k, v in self.last.items() if k.startswith(("test/", "privacy/"))}
+        added = {"federation/rounds": float(len(self.rounds))}
         if self.client_f1:
-            final["test/mean_client_f1_macro"] = float(np.mean(list(self.client_f1.values())))
-        final["federation/rounds"] = float(len(self.rounds))
-        final["time/round_s_mean"] = float(np.mean(self.round_seconds)) if self.round_seconds else 0.0
-        self.parent.log_metrics(final)
+            added["test/mean_client_f1_macro"] = float(np.mean(list(self.client_f1.values())))
+        added["time/round_s_mean"] = float(np.mean(self.round_seconds)) if self.round_seconds else 0.0
+        self.parent.log_metrics(added, step=len(self.rounds))  # beside the last round's own metrics
+        final = {k: v for k, v in self.last.items() if k.startswith(("test/", "privacy/"))} | added
         dropped = [f"{name}@{r.number}" for r in self.rounds for name in r.dropped]
         skipped = [str(r.number) for r in self.rounds if r.skipped_because]
         self.parent.set_tags({DROPPED_TAG: ",".join(dropped), SKIPPED_TAG: ",".join(skipped)})
-        for name, epsilon in self.local_epsilon.items():
-            self.child_runs[name].log_metrics({"privacy/epsilon": epsilon})
         arrays = getattr(result, "arrays", None)
         if arrays is not None and len(arrays):
             with temporary_directory() as folder:
