@@ -124,9 +124,17 @@ def submit(cfg: DictConfig, overrides: Sequence[str], settings: Any) -> Any:
     status, metrics = _run_outcome(cfg, run_id)
     if status != "FINISHED":
         _end_open_runs(cfg, run_id, "FAILED")
-        error = next((line for line in reversed(lines) if "error" in line.lower()), "see the log above")
-        raise TwinIDSError(f"the federation (run {run_id}) ended {status} on the SuperLink: {error.strip()}")
+        raise TwinIDSError(f"the federation (run {run_id}) ended {status} on the SuperLink: {_reason(lines)}")
     return FederationResult(run_id, metrics, float(metrics.get("time/federate_s", 0.0)))
+
+
+def _reason(lines: list[str]) -> str:
+    """The ServerApp's own error from the streamed log: a twinids refusal, else the last exception line."""
+    for marker in ("TwinIDSError: ", "Error: ", "Exception: "):
+        for line in reversed(lines):
+            if marker in line:
+                return line.split(marker, 1)[1].strip()
+    return "see the log above"
 
 
 def _shown(line: str) -> str | None:

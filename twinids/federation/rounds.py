@@ -53,7 +53,7 @@ class RecordedStrategy(Strategy):
     def __init__(
         self,
         inner: Strategy,
-        node_names: Callable[[int], str],
+        node_names: Callable[[int], str | None],
         on_round: Callable[[RoundRecord], None],
         calibrated_clients: int | None,
     ) -> None:
@@ -72,7 +72,7 @@ class RecordedStrategy(Strategy):
     ) -> Iterable[Message]:
         self.current = RoundRecord(server_round)
         messages = list(self.inner.configure_train(server_round, arrays, config, grid))
-        self.current.asked |= {self.node_names(m.metadata.dst_node_id) for m in messages}
+        self.current.asked |= {self.node_names(m.metadata.dst_node_id) or "?" for m in messages}
         return messages
 
     def aggregate_train(
@@ -80,7 +80,7 @@ class RecordedStrategy(Strategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
         record = self._round(server_round)
-        record.trained = [self._reply(message) for message in replies]
+        record.trained = [reply for reply in map(self._reply, replies) if reply is not None]
         answered = sum(1 for r in record.trained if r.error is None)
         if self.calibrated_clients is not None and answered != self.calibrated_clients:
             record.skipped_because = (
@@ -98,13 +98,13 @@ class RecordedStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         messages = list(self.inner.configure_evaluate(server_round, arrays, config, grid))
-        self._round(server_round).asked |= {self.node_names(m.metadata.dst_node_id) for m in messages}
+        self._round(server_round).asked |= {self.node_names(m.metadata.dst_node_id) or "?" for m in messages}
         return messages
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         replies = list(replies)
         record = self._round(server_round)
-        record.evaluated = [self._reply(message) for message in replies]
+        record.evaluated = [reply for reply in map(self._reply, replies) if reply is not None]
         self.on_round(record)
         valid = [m for m in replies if not m.has_error()]
         return self.inner.aggregate_evaluate(server_round, valid) if valid else None
@@ -114,8 +114,12 @@ class RecordedStrategy(Strategy):
             self.current = RoundRecord(server_round)
         return self.current
 
-    def _reply(self, message: Message) -> ClientReply:
+    def _reply(self, message: Message) -> ClientReply | None:
+        """The reply as a client's, or None for an error the SuperLink sent for a node that is gone (such a client
+        is counted as asked and not answering)."""
         name = self.node_names(message.metadata.src_node_id)
+        if name is None:
+            return None
         if message.has_error():
             return ClientReply(name, {}, error=str(message.error.reason).strip().splitlines()[-1][:300])
         metrics = dict(message.content["metrics"])

@@ -134,7 +134,7 @@ def serve(
     on_start(federation, noise)
     strategy = RecordedStrategy(
         build_strategy(settings, noise),
-        lambda node: federation.names.get(node, f"node {node}"),
+        federation.names.get,
         on_round,
         settings.clients_per_round if noise is not None else None,
     )

@@ -34,7 +34,7 @@ class FederationTracker:
         self.rounds: list[RoundRecord] = []
         self.round_seconds: list[float] = []
         self.last: dict[str, float] = {}
-        self.client_f1: dict[str, float] = {}
+        self.client_f1: dict[str, float] = {}  # client -> the global model's test macro-F1 on it, last round
         self.local_epsilon: dict[str, float] = {}
         self._round_began = time.perf_counter()
 
@@ -75,7 +75,7 @@ class FederationTracker:
         step = record.number
         f1, _ = pooled_macro_f1(record.evaluated, len(self.classes))
         per_client = {r.client: float(r.metrics["test_f1_macro"]) for r in record.evaluated if r.error is None}
-        self.client_f1.update(per_client)
+        self.client_f1 = per_client  # the last round's: a client gone since then has no say in the mean
         metrics = {
             "test/f1_macro": f1,
             "federation/clients_trained": float(sum(r.error is None for r in record.trained)),
