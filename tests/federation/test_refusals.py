@@ -8,7 +8,7 @@ import pytest
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["federation.engine=cloud"], "federation.engine must be one of ['simulation', 'deployment']"),
+        (["federation.engine=cloud"], "federation.engine must be one of ['simulation', 'deployment', 'pooled']"),
         (["federation.strategy=fedsgd"], "federation.strategy must be one of ['fedavg', 'fedprox']"),
         (["federation.rounds=0"], "federation.rounds must be an integer >= 1"),
         (["federation.min_clients=9"], "federation.min_clients=9 is more than the 5 clients"),

@@ -34,7 +34,9 @@ quick:
 @pytest.mark.parametrize("name", table_names(tables_dir()))
 def test_every_shipped_table_plans_into_jobs_that_compose(name, quick, tmp_path):
     spec = load_table(name, quick)
-    jobs = [job for sweep in spec.sweeps for job in plan_jobs(sweep, f"sqlite:///{tmp_path / 'mlflow.db'}")[0]]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    jobs = [job for sweep in spec.sweeps for job in plan_jobs(sweep, uri, spec.command)[0]]
+    assert {job.command for job in jobs} == {spec.command}
     assert jobs and len({job.config_hash for job in jobs}) == len(jobs)
     assert spec.stem == (f"{name}_quick" if quick else name)
 

@@ -100,6 +100,9 @@ def dashboard_command(
     raise TwinIDSError(f"the MLflow server stopped by itself (exit code {code}); see {dashboard.log_path}")
 
 
+SWEPT_COMMANDS = ("train", "federate")
+
+
 def sweep_command(
     overrides: list[str] = typer.Argument(
         None, help="Hydra overrides with sweeps: model=lstm,random_forest seed=range(3)"
@@ -119,6 +122,7 @@ def sweep_command(
     submitit_folder: Path = typer.Option(
         Path("submitit"), "--submitit-folder", help="local/slurm: where submitit writes job files and logs."
     ),
+    command: str = typer.Option("train", "--command", help="What each job runs: train, or federate."),
 ) -> None:
     """Run every job of a sweep as a child of one MLflow parent run; jobs a finished run holds are skipped."""
     from twinids.errors import TwinIDSError
@@ -134,8 +138,12 @@ def sweep_command(
     from twinids.launch.submitit_launcher import SlurmSettings
     from twinids.launch.sweep import SweepSettings, run_sweep
 
+    if command not in SWEPT_COMMANDS:
+        raise TwinIDSError(f"--command must be one of {list(SWEPT_COMMANDS)}; got {command!r}")
     slurm = SlurmSettings(partition, timeout_min, cpus, mem_gb, gpus, submitit_folder)
-    settings = SweepSettings(overrides or [], jobs, launcher, force, tracking_uri, slurm, submitit_folder)
+    settings = SweepSettings(
+        overrides or [], jobs, launcher, force, tracking_uri, slurm, submitit_folder, command=command
+    )
     summary = run_sweep(settings, lambda outcome: typer.echo(outcome.line()))
     typer.echo(summary.line())
     failed = summary.counts()["FAILED"]

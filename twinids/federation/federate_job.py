@@ -9,7 +9,7 @@ import copy
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +28,12 @@ class FederationResult:
     seconds: float
 
 
-def federate(cfg: DictConfig, overrides: Sequence[str] = (), client_app: Any = None) -> FederationResult:
+def federate(
+    cfg: DictConfig,
+    overrides: Sequence[str] = (),
+    client_app: Any = None,
+    tags: Mapping[str, str] | None = None,
+) -> FederationResult:
     """Train the configured detector across the clients of `cfg.federation` and track it in MLflow.
 
     Args:
@@ -36,14 +41,22 @@ def federate(cfg: DictConfig, overrides: Sequence[str] = (), client_app: Any = N
         overrides: the overrides that composed it (logged with the run).
         client_app: the ClientApp the simulation engine runs (default: twinids's; tests wrap it to make a client
             fail). The deployment engine runs the ClientApp each SuperNode loads.
+        tags: extra MLflow tags on the parent run (e.g. a sweep's parent run id and config hash).
     """
     settings = check_federation(cfg)
     if settings.engine == "deployment":
         from twinids.federation.deployment import submit
 
         return submit(cfg, overrides, settings)
+    if settings.engine == "pooled":
+        from twinids.federation.pooled import run_pooled_engine
+
+        return tracked_federation(cfg, overrides, lambda tracker: run_pooled_engine(cfg, tracker, settings), tags)
     return tracked_federation(
-        cfg, overrides, lambda tracker: run_simulation_engine(cfg, tracker, len(settings.clients), client_app)
+        cfg,
+        overrides,
+        lambda tracker: final_weights(run_simulation_engine(cfg, tracker, len(settings.clients), client_app)),
+        tags,
     )
 
 
@@ -75,10 +88,22 @@ def check_federation(cfg: DictConfig) -> Any:
     return settings
 
 
-def tracked_federation(cfg: DictConfig, overrides: Sequence[str], engine: Callable[[Any], Any]) -> FederationResult:
+def final_weights(result: Any) -> dict[str, Any] | None:
+    """The global net's weights in Flower's Result of a strategy (None when no round released any)."""
+    arrays = getattr(result, "arrays", None)
+    return arrays.to_torch_state_dict() if arrays is not None and len(arrays) else None
+
+
+def tracked_federation(
+    cfg: DictConfig,
+    overrides: Sequence[str],
+    engine: Callable[[Any], dict[str, Any] | None],
+    extra_tags: Mapping[str, str] | None = None,
+) -> FederationResult:
     """The parent run and the clients' child runs around `engine(tracker)`, which runs the rounds.
 
-    The runs end FINISHED, or KILLED on Ctrl-C or a signal, or FAILED on an error, all together.
+    `engine(tracker)` returns the final global weights. The runs end FINISHED, or KILLED on Ctrl-C or a signal, or
+    FAILED on an error, all together.
     """
     from twinids.federation.settings import FederationSettings
     from twinids.federation.tracking import FederationTracker
@@ -91,6 +116,7 @@ def tracked_federation(cfg: DictConfig, overrides: Sequence[str], engine: Callab
     quiet_tracking()
     quiet_flower()
     tags = {**job_tags(cfg, "federate"), **hash_tags(cfg), "twinids.federation.engine": settings.engine}
+    tags |= dict(extra_tags or {})
     if settings.client_dp.enabled:
         tags["twinids.federation.client_dp"] = settings.client_dp.clipping
     began = time.perf_counter()

@@ -22,7 +22,8 @@ from twinids.errors import TwinIDSError
 class LocalDetector:
     """A client's module and windows; `train_round` and `evaluate` take the global net's weights."""
 
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, cfg: DictConfig, data: Any = None) -> None:
+        """`cfg`: the client's config; `data`: its windows, when already built (default: from `cfg.data`)."""
         from twinids.data.registry import build_windows
         from twinids.training.job import quiet_libraries
         from twinids.training.lightning_detector import LightningDetector
@@ -30,7 +31,7 @@ class LocalDetector:
         quiet_libraries()
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)  # every client starts from one global init
         self.cfg = cfg
-        self.data = build_windows(cfg.data)
+        self.data = build_windows(cfg.data) if data is None else data
         detector = LightningDetector(cfg, self.data)
         if not isinstance(detector.module.net, torch.nn.Module):
             raise TwinIDSError(f"model '{cfg.model.name}' has no net to federate")
@@ -91,11 +92,16 @@ class LocalDetector:
             metrics["steps"] = float(self.privacy.steps)
         return metrics
 
-    def evaluate(self, weights: dict[str, torch.Tensor]) -> tuple[dict[str, float], np.ndarray]:
-        """Test-split metrics of the global weights on this client's windows, and their confusion matrix."""
+    def evaluate(self, weights: dict[str, torch.Tensor], data: Any = None) -> tuple[dict[str, float], np.ndarray]:
+        """Test-split metrics of the global weights on this client's windows (or on `data`'s), and their confusion
+        matrix."""
         from twinids.config import build
+        from twinids.data.datamodule import WindowDataModule
 
         self.load(weights)
+        datamodule = self.datamodule
+        if data is not None:
+            datamodule = WindowDataModule(data, self.cfg.data.batch_size, self.cfg.data.eval_batch_size, 0)
         trainer = build(
             self.cfg.trainer,
             "trainer",
@@ -105,7 +111,7 @@ class LocalDetector:
             enable_model_summary=False,
             callbacks=[],
         )
-        results = trainer.test(self.module, datamodule=self.datamodule, verbose=False)
+        results = trainer.test(self.module, datamodule=datamodule, verbose=False)
         return {k: float(v) for k, v in results[0].items()}, self.module.test_metrics.confusion().numpy()
 
     def privacy_state(self) -> str | None:

@@ -21,7 +21,7 @@ def main(grid: Grid, context: Context) -> None:
 
     from omegaconf import OmegaConf
 
-    from twinids.federation.federate_job import tracked_federation
+    from twinids.federation.federate_job import final_weights, tracked_federation
     from twinids.federation.server import serve
     from twinids.interrupts import install_signal_handlers
 
@@ -29,5 +29,7 @@ def main(grid: Grid, context: Context) -> None:
         install_signal_handlers()  # `flwr stop` ends this process with SIGTERM: the runs end KILLED
     cfg = OmegaConf.create(str(context.run_config[CONFIG_YAML_KEY]))
     overrides = json.loads(str(context.run_config[OVERRIDES_KEY]))
-    result = tracked_federation(cfg, overrides, lambda tracker: serve(grid, cfg, tracker.start, tracker.round))
+    result = tracked_federation(
+        cfg, overrides, lambda tracker: final_weights(serve(grid, cfg, tracker.start, tracker.round))
+    )
     print(f"federation finished: run {result.run_id}", flush=True)

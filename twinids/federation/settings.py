@@ -8,7 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from twinids.errors import TwinIDSError, require_integer, require_number
 
-ENGINES = ("simulation", "deployment")
+ENGINES = ("simulation", "deployment", "pooled")
 STRATEGIES = ("fedavg", "fedprox")
 CLIPPING_SIDES = ("server", "client")
 

@@ -93,7 +93,9 @@ class FederationTracker:
             if reply.error is None and "epsilon" in reply.metrics:
                 self.local_epsilon[reply.client] = float(reply.metrics["epsilon"])  # type: ignore[arg-type]
         if self.local_epsilon:
-            metrics["privacy/max_client_epsilon"] = max(self.local_epsilon.values())
+            central = self.settings.engine == "pooled"  # one accountant for the pooled data: centralised DP-SGD
+            key = "privacy/epsilon" if central else "privacy/max_client_epsilon"
+            metrics[key] = max(self.local_epsilon.values())
         self.parent.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)}, step=step)
         self.last = metrics
         for reply in (*record.trained, *record.evaluated):
@@ -113,8 +115,13 @@ class FederationTracker:
         eps = metrics.get("privacy/epsilon", metrics.get("privacy/max_client_epsilon"))
         note = f", skipped: {record.skipped_because}" if record.skipped_because else ""
         dropped = f", dropped: {', '.join(record.dropped)}" if record.dropped else ""
+        trained = (
+            f"trained on the pooled data of {len(self.child_runs)} clients"
+            if self.settings.engine == "pooled"
+            else f"{int(metrics['federation/clients_trained'])} clients trained"
+        )
         print(
-            f"round {step}/{self.settings.rounds}: {int(metrics['federation/clients_trained'])} clients trained, "
+            f"round {step}/{self.settings.rounds}: {trained}, "
             f"test macro-F1 {f1:.4f} (worst client {metrics.get('test/worst_client_f1_macro', float('nan')):.4f})"
             + (f", ε {eps:.3f}" if eps is not None else "")
             + f", {seconds:.1f} s{dropped}{note}",
@@ -122,7 +129,7 @@ class FederationTracker:
         )
         self._round_began = time.perf_counter()
 
-    def finish(self, result: Any) -> dict[str, float]:
+    def finish(self, weights: dict[str, Any] | None) -> dict[str, float]:
         """Final metrics on the parent (the last round's global model), tags naming dropped clients; the global
         weights as a plain-tensor file."""
         from twinids.tracking.run import temporary_directory
@@ -137,13 +144,12 @@ class FederationTracker:
         dropped = [f"{name}@{r.number}" for r in self.rounds for name in r.dropped]
         skipped = [str(r.number) for r in self.rounds if r.skipped_because]
         self.parent.set_tags({DROPPED_TAG: ",".join(dropped), SKIPPED_TAG: ",".join(skipped)})
-        arrays = getattr(result, "arrays", None)
-        if arrays is not None and len(arrays):
+        if weights:
             with temporary_directory() as folder:
                 from pathlib import Path
 
                 path = Path(folder) / "global_net.pt"
-                save_torch_checkpoint({"state_dict": arrays.to_torch_state_dict(), "classes": self.classes}, path)
+                save_torch_checkpoint({"state_dict": weights, "classes": self.classes}, path)
                 self.parent.log_file(path, "federation")
         return final
 

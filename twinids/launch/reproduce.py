@@ -71,6 +71,7 @@ def reproduce_table(
             force=settings.force,
             tracking_uri=settings.tracking_uri,
             tags={TABLE_TAG: spec.stem},
+            command=spec.command,
         )
         summaries.append(run_sweep(sweep_settings, on_outcome))
     run_ids = sorted({o.run_id for s in summaries for o in s.outcomes if o.status in (FINISHED, SKIPPED) and o.run_id})
@@ -79,7 +80,7 @@ def reproduce_table(
     uri, experiment = _store_of(summaries[0])
     for audit_overrides in spec.audits:
         audit_missing(run_ids, audit_overrides, uri, settings.parallel_jobs)
-    job = {}
+    job = {"twinids.job": spec.command}
     if spec.follow_ups is not None:
         follow_up = FOLLOW_UPS[spec.follow_ups[0]]
         run_ids = follow_ups_missing(run_ids, spec.follow_ups[1], follow_up, uri, on_follow_up)

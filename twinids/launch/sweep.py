@@ -49,6 +49,7 @@ class SweepSettings:
     slurm: SlurmSettings | None = None
     submitit_folder: Path | None = None
     tags: Mapping[str, str] = field(default_factory=dict)  # extra tags on the parent run (e.g. the table it feeds)
+    command: str = "train"  # each job's command: train, or federate (its jobs compose configs/federate.yaml)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,9 @@ class _JobsFailed(Exception):
     """Raised inside the parent run so that it ends FAILED when any job failed; caught right outside it."""
 
 
-def plan_jobs(overrides: Sequence[str], tracking_uri: str | None = None) -> tuple[list[SweepJob], str, str]:
+def plan_jobs(
+    overrides: Sequence[str], tracking_uri: str | None = None, command: str = "train"
+) -> tuple[list[SweepJob], str, str]:
     """Expand and compose every job; return the jobs, the tracking URI and the experiment they share.
 
     Every job is composed here, so an unknown key or option fails before anything runs.
@@ -97,7 +100,7 @@ def plan_jobs(overrides: Sequence[str], tracking_uri: str | None = None) -> tupl
     jobs, places = [], set()
     for number, job_overrides in enumerate(expand_sweep(list(overrides)), 1):
         try:
-            cfg = compose(job_overrides)
+            cfg = compose(job_overrides, config_name=command)
         except TwinIDSError as error:
             raise TwinIDSError(f"sweep job {number} ({' '.join(job_overrides)}): {error}") from None
         uri = resolve_tracking_uri(tracking_uri or cfg.tracking.uri)
@@ -105,7 +108,7 @@ def plan_jobs(overrides: Sequence[str], tracking_uri: str | None = None) -> tupl
         cfg.paths.output_dir = str(Path(str(cfg.paths.output_dir)).resolve())
         places.add((uri, str(cfg.tracking.mlflow_experiment)))
         container = OmegaConf.to_container(cfg, resolve=True)
-        jobs.append(SweepJob(number, list(job_overrides), container, config_hash(cfg)))  # type: ignore[arg-type]
+        jobs.append(SweepJob(number, list(job_overrides), container, config_hash(cfg), command))  # type: ignore[arg-type]
     if len(places) > 1:
         raise TwinIDSError("the jobs of one sweep must track to one store and experiment; sweep over the rest only")
     uri, experiment = places.pop()
@@ -130,10 +133,14 @@ def run_sweep(settings: SweepSettings, on_outcome: Callable[[JobOutcome], None] 
     if early is not None:
         early.warm_up()  # workers import torch, Lightning and MLflow while the jobs are planned here
     try:
-        jobs, uri, experiment = plan_jobs(settings.overrides, settings.tracking_uri)
+        jobs, uri, experiment = plan_jobs(settings.overrides, settings.tracking_uri, settings.command)
         check_launcher(settings.launcher, settings.parallel_jobs, uri)  # SLURM jobs need a server the nodes reach
         uri = prepare_store(experiment, uri)  # created once, before any job process opens it
-        done = {} if settings.force else finished_runs_by_hash(uri, experiment, [job.config_hash for job in jobs])
+        done = (
+            {}
+            if settings.force
+            else finished_runs_by_hash(uri, experiment, [job.config_hash for job in jobs], settings.command)
+        )
         sweep_hash = hashlib.sha256(" ".join(job.config_hash for job in jobs).encode()).hexdigest()[:16]
         earlier = None if settings.force else earlier_parent(uri, experiment, "sweep", SWEEP_HASH_TAG, sweep_hash)
         outcomes = {

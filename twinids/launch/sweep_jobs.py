@@ -34,6 +34,7 @@ class SweepJob:
     overrides: list[str]
     config: dict[str, Any]  # resolved, so a worker (or a SLURM node) need not compose it again
     config_hash: str
+    command: str = "train"  # train | federate: the job's command, whose config (train.yaml, federate.yaml) it is
 
     def label(self) -> str:
         """The job's overrides as one line (how `--dry-run` and the summary show it)."""
@@ -130,7 +131,8 @@ def ignore_signal(signum: int, frame: Any) -> None:
 
 
 def run_job(job: SweepJob, tags: dict[str, str]) -> JobOutcome:
-    """Train one job in this process and say how it ended; a user error or a crash is a FAILED outcome.
+    """Run one job (train, or federate) in this process and say how it ended; a user error or a crash is a FAILED
+    outcome.
 
     Ctrl-C and signals (`JobInterrupted`, KeyboardInterrupt) are not caught: the run ends KILLED and the
     exception goes on to stop the sweep.
@@ -138,19 +140,26 @@ def run_job(job: SweepJob, tags: dict[str, str]) -> JobOutcome:
     from omegaconf import OmegaConf
 
     from twinids.errors import TwinIDSError, first_line
-    from twinids.training.train import train
 
     cfg = OmegaConf.create(job.config)
     OmegaConf.set_struct(cfg, True)
     try:
-        result = train(cfg, job.overrides, tags=tags)
+        if job.command == "federate":
+            from twinids.federation.federate_job import federate
+
+            result = federate(cfg, job.overrides, tags=tags)
+        else:
+            from twinids.training.train import train
+
+            result = train(cfg, job.overrides, tags=tags)
     except TwinIDSError as error:
         return JobOutcome(job, FAILED, message=str(error))
     except Exception as error:  # a crash of one job must not end the sweep
         return JobOutcome(job, FAILED, message=f"{type(error).__name__}: {first_line(error)}")
     headline = result.metrics.get("test/f1_macro")
     message = f"test/f1_macro {headline:.4f}" if headline is not None else ""
-    return JobOutcome(job, FINISHED, result.run_id, message, dict(result.metrics), dict(result.timings))
+    timings = dict(getattr(result, "timings", {}))
+    return JobOutcome(job, FINISHED, result.run_id, message, dict(result.metrics), timings)
 
 
 def run_job_in_worker(job: SweepJob, tags: dict[str, str], policy: ThreadPolicy | None = None) -> JobOutcome:

@@ -31,8 +31,11 @@ def _search(client: object, experiment_id: str, query: str, order_by: list[str] 
             return runs
 
 
-def finished_runs_by_hash(tracking_uri: str, experiment: str, hashes: Iterable[str]) -> dict[str, str]:
-    """For each config hash, the newest FINISHED training run tagged with it (pruned tuning trials aside)."""
+def finished_runs_by_hash(
+    tracking_uri: str, experiment: str, hashes: Iterable[str], job: str = "train"
+) -> dict[str, str]:
+    """For each config hash, the newest FINISHED run of `job` (train, federate) tagged with it (pruned tuning trials
+    aside)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -40,7 +43,7 @@ def finished_runs_by_hash(tracking_uri: str, experiment: str, hashes: Iterable[s
     wanted = set(hashes)
     if found is None or not wanted:
         return {}
-    query = f"attributes.status = 'FINISHED' and tags.`{JOB_TAG}` = 'train' and tags.`{CONFIG_HASH_TAG}` LIKE '%'"
+    query = f"attributes.status = 'FINISHED' and tags.`{JOB_TAG}` = '{job}' and tags.`{CONFIG_HASH_TAG}` LIKE '%'"
     runs = _search(client, found.experiment_id, query, order_by=["attributes.start_time DESC"])
     chosen: dict[str, str] = {}
     for run in runs:

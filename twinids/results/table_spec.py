@@ -28,7 +28,20 @@ from typing import Any
 from twinids.errors import TwinIDSError
 
 TABLES_DIR = "experiments"
-KNOWN_KEYS = {"caption", "sweeps", "rows", "metrics", "figure", "mix_data", "quick", "audits", "attacks", "responses"}
+KNOWN_KEYS = {
+    "caption",
+    "sweeps",
+    "rows",
+    "metrics",
+    "figure",
+    "mix_data",
+    "quick",
+    "audits",
+    "attacks",
+    "responses",
+    "command",
+}
+COMMANDS = ("train", "federate")  # what the jobs of a table's sweeps run
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,7 @@ class TableSpec:
     attacks: list[list[str]] = field(default_factory=list)
     # or `twinids respond` overrides, likewise: the table is made of the response runs
     responses: list[list[str]] = field(default_factory=list)
+    command: str = "train"  # what each job of the sweeps runs: train, or federate
 
     @property
     def follow_ups(self) -> tuple[str, list[list[str]]] | None:
@@ -69,7 +83,8 @@ class TableSpec:
         """The `twinids sweep` commands equivalent to reproducing the table (shell-quoted)."""
         import shlex
 
-        return ["twinids sweep " + shlex.join([*sweep, *overrides]) for sweep in self.sweeps]
+        command = [] if self.command == "train" else ["--command", self.command]
+        return ["twinids sweep " + shlex.join([*command, *sweep, *overrides]) for sweep in self.sweeps]
 
 
 def tables_dir() -> Path:
@@ -107,6 +122,9 @@ def load_table(name: str, quick: bool = False, folder: Path | None = None) -> Ta
         variant.update(raw["quick"])
     if variant.get("attacks") and variant.get("responses"):
         raise TwinIDSError(f"{path}: a table is made of attack runs or of response runs; set attacks or responses")
+    command = variant.get("command", "train")
+    if command not in COMMANDS:
+        raise TwinIDSError(f"{path}: command must be one of {list(COMMANDS)}; got {command!r}")
     figure = variant.get("figure")
     if figure is not None and (not isinstance(figure, dict) or "metric" not in figure):
         raise TwinIDSError(f"{path}: figure must be a mapping with metric (and x, default privacy.target_epsilon)")
@@ -123,6 +141,7 @@ def load_table(name: str, quick: bool = False, folder: Path | None = None) -> Ta
         audits=_override_lists(path, "audits", "twinids audit", variant.get("audits", [])),
         attacks=_override_lists(path, "attacks", "twinids attack", variant.get("attacks", [])),
         responses=_override_lists(path, "responses", "twinids respond", variant.get("responses", [])),
+        command=str(command),
     )
 
 
