@@ -160,3 +160,21 @@ def test_ctrl_c_ends_the_federation_and_every_run_killed(tmp_path):
     children = client.search_runs([parent.info.experiment_id], f"tags.`{PARENT_TAG}` = '{run_id}'")
     assert parent.info.status == "KILLED"
     assert len(children) == 3 and {r.info.status for r in children} == {"KILLED"}
+
+
+def test_real_devices_whose_features_differ_are_refused_naming_both(cli_runner_factory, tmp_path, shared_datasets):
+    twinids = cli_runner_factory(tmp_path)
+    clients = "{fridge: {source: {devices: [fridge]}}, gps: {source: {devices: [gps_tracker]}}}"
+    result = twinids(
+        "federate",
+        "experiment=smoke",
+        "data=ton_iot",
+        f"data.root={shared_datasets}",
+        "~federation.clients",
+        f"+federation.clients={clients}",
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: clients fridge and gps encode different windows (fridge alone reads [")
+    assert "gps alone reads [" in lines[0] and "latitude" in lines[0]

@@ -192,6 +192,7 @@ def _start_ray(cpus: int) -> bool:
         num_cpus=cpus,
         include_dashboard=False,
         logging_level="error",
+        log_to_driver=bool(os.environ.get("TWINIDS_DEBUG")),  # a client's failure comes back as its error reply
         runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}},  # actors import what this process can
     )
     for signum, handler in before.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
@@ -110,15 +111,26 @@ def discover(grid: Grid, cfg: DictConfig, settings: FederationSettings) -> tuple
             first = (name, list(info["features"]), list(info["classes"]), reply.content["arrays"])
         elif list(info["features"]) != first[1] or list(info["classes"]) != first[2]:
             raise TwinIDSError(
-                f"clients {first[0]} and {name} encode different windows (features {len(first[1])} against "
-                f"{len(info['features'])}, classes {first[2]} against {list(info['classes'])}): one global model "
-                "needs the same features and classes on every client (e.g. data.drop_features for a categorical "
+                f"clients {first[0]} and {name} encode different windows ({_difference(first, info, name)}): one "
+                "global model needs the same features and classes on every client (e.g. data.drop_features for a "
                 "column some clients lack)"
             )
     if sorted(names.values()) != sorted(settings.clients):
         raise TwinIDSError(f"the nodes are clients {sorted(names.values())}, not those of federation.clients")
     assert first is not None
     return Federation(names, first[1], first[2], windows), first[3]
+
+
+def _difference(first: tuple, info: Any, name: str) -> str:
+    """What differs between two clients' windows: features one has and the other lacks, or their classes."""
+    mine, theirs = list(first[1]), list(info["features"])
+    if mine != theirs:
+        only_first = [f for f in mine if f not in theirs][:4]
+        only_other = [f for f in theirs if f not in mine][:4]
+        if not only_first and not only_other:
+            return "the same features in another order"
+        return f"{first[0]} alone reads {only_first}, {name} alone reads {only_other}"
+    return f"classes {first[2]} against {list(info['classes'])}"
 
 
 def serve(
