@@ -15,14 +15,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from twinids.errors import TwinIDSError
-from twinids.federation.server_app import CONFIG_YAML_KEY, OVERRIDES_KEY
+from twinids.federation.server_app import CONFIG_YAML_KEY, OVERRIDES_KEY, TAGS_KEY
 
 CONNECTION = "twinids"
 RUN_LINE = re.compile(r"federation run ([0-9a-f]{32})")
@@ -51,6 +51,7 @@ clientapp = "twinids.federation.client_app:app"
 [tool.flwr.app.config]
 {config_key} = ""
 {overrides_key} = "[]"
+{tags_key} = "{{}}"
 """
 
 
@@ -65,21 +66,28 @@ def flower_home(folder: Path, superlink: str) -> Path:
     return home
 
 
-def write_app(folder: Path, cfg: DictConfig, overrides: Sequence[str]) -> tuple[Path, Path]:
-    """The Flower app folder (its pyproject.toml names twinids's apps) and the run config carrying the job."""
+def write_app(
+    folder: Path, cfg: DictConfig, overrides: Sequence[str], tags: Mapping[str, str] | None = None
+) -> tuple[Path, Path]:
+    """The Flower app folder (its pyproject.toml names twinids's apps) and the run config carrying the job: its
+    config, overrides and extra tags (a sweep's)."""
     import tomli_w
 
     app = folder / "app"
     app.mkdir(parents=True, exist_ok=True)
-    text = APP_PYPROJECT.format(config_key=CONFIG_YAML_KEY, overrides_key=OVERRIDES_KEY)
+    text = APP_PYPROJECT.format(config_key=CONFIG_YAML_KEY, overrides_key=OVERRIDES_KEY, tags_key=TAGS_KEY)
     (app / "pyproject.toml").write_text(text, encoding="utf-8")
     run_config = folder / "run_config.toml"
-    values = {CONFIG_YAML_KEY: OmegaConf.to_yaml(cfg, resolve=True), OVERRIDES_KEY: json.dumps(list(overrides))}
+    values = {
+        CONFIG_YAML_KEY: OmegaConf.to_yaml(cfg, resolve=True),
+        OVERRIDES_KEY: json.dumps(list(overrides)),
+        TAGS_KEY: json.dumps(dict(tags or {})),
+    }
     run_config.write_text(tomli_w.dumps(values), encoding="utf-8")
     return app, run_config
 
 
-def submit(cfg: DictConfig, overrides: Sequence[str], settings: Any) -> Any:
+def submit(cfg: DictConfig, overrides: Sequence[str], settings: Any, tags: Mapping[str, str] | None = None) -> Any:
     """Run the federation on the SuperLink at `federation.superlink`; return the FederationResult it tracked."""
     from twinids.federation.federate_job import FederationResult
     from twinids.interrupts import JobInterrupted
@@ -94,7 +102,7 @@ def submit(cfg: DictConfig, overrides: Sequence[str], settings: Any) -> Any:
     with tempfile.TemporaryDirectory(prefix="twinids-flwr-") as scratch:
         folder = Path(scratch)
         env = {**os.environ, "FLWR_HOME": str(flower_home(folder, settings.superlink))}
-        app, run_config = write_app(folder, cfg, overrides)
+        app, run_config = write_app(folder, cfg, overrides, tags)
         command = [flwr, "run", str(app), CONNECTION, "--run-config", str(run_config), "--stream"]
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=app

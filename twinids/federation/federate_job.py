@@ -47,7 +47,7 @@ def federate(
     if settings.engine == "deployment":
         from twinids.federation.deployment import submit
 
-        return submit(cfg, overrides, settings)
+        return submit(cfg, overrides, settings, tags)
     if settings.engine == "pooled":
         from twinids.federation.pooled import run_pooled_engine
 

@@ -10,6 +10,7 @@ from flwr.serverapp import Grid, ServerApp
 
 CONFIG_YAML_KEY = "config-yaml"
 OVERRIDES_KEY = "overrides-json"
+TAGS_KEY = "tags-json"
 
 app = ServerApp()
 
@@ -29,7 +30,8 @@ def main(grid: Grid, context: Context) -> None:
         install_signal_handlers()  # `flwr stop` ends this process with SIGTERM: the runs end KILLED
     cfg = OmegaConf.create(str(context.run_config[CONFIG_YAML_KEY]))
     overrides = json.loads(str(context.run_config[OVERRIDES_KEY]))
+    tags = json.loads(str(context.run_config.get(TAGS_KEY, "{}")))
     result = tracked_federation(
-        cfg, overrides, lambda tracker: final_weights(serve(grid, cfg, tracker.start, tracker.round))
+        cfg, overrides, lambda tracker: final_weights(serve(grid, cfg, tracker.start, tracker.round)), tags
     )
     print(f"federation finished: run {result.run_id}", flush=True)
