@@ -47,7 +47,9 @@ def client_dp(tmp_path_factory, cli_runner_factory):
 @pytest.fixture(scope="module")
 def local_dp(tmp_path_factory, cli_runner_factory):
     workdir = tmp_path_factory.mktemp("local_dp")
-    result = cli_runner_factory(workdir)("federate", "experiment=smoke", "privacy=dp", "privacy.target_epsilon=3")
+    result = cli_runner_factory(workdir)(  # 3 rounds of 1 epoch: more epochs than the smoke trainer's 2
+        "federate", "experiment=smoke", "federation.rounds=3", "privacy=dp", "privacy.target_epsilon=3"
+    )
     assert result.returncode == 0, result.stderr
     return workdir, result
 
@@ -93,10 +95,10 @@ def test_local_dp_sgd_keeps_each_clients_accountant_across_rounds(local_dp):
     finals = []
     for name, run in children.items():
         spent = steps(client, run.info.run_id, "privacy/epsilon")
-        assert [s for s, _ in spent[:2]] == [1, 2], name
-        first, second = spent[0][1], spent[1][1]
-        assert 0 < first < second <= 3.0 + 1e-6, name  # round 2 adds to round 1's steps, within the target
-        finals.append(second)
+        assert [s for s, _ in spent] == [1, 2, 3], name
+        first, second, third = (value for _, value in spent)
+        assert 0 < first < second < third <= 3.0 + 1e-6, name  # each round adds to the steps before, within target
+        finals.append(third)
     assert parent.data.metrics["privacy/max_client_epsilon"] == pytest.approx(max(finals))
     assert "privacy/epsilon" not in parent.data.metrics  # no client-level guarantee was claimed
 

@@ -1,6 +1,6 @@
 """`twinids federate` on Flower's deployment engine: a real SuperLink and three SuperNodes as separate processes on
-127.0.0.1, runs logged to the MLflow server on PostgreSQL; one SuperNode is killed mid-run and the federation goes on
-without it."""
+127.0.0.1, runs logged to the MLflow server on PostgreSQL, both DP modes at once (client-level DP on the server,
+DP-SGD in each client); one SuperNode is killed mid-run and the federation goes on without it."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from opacus.accountants import RDPAccountant
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +100,7 @@ def superlink_and_nodes(tmp_path, free_port) -> Iterator[tuple[str, list[subproc
             handle.close()
 
 
-def test_three_supernodes_train_together_and_a_killed_one_is_recorded_as_dropped(
+def test_three_supernodes_train_privately_and_a_killed_one_is_recorded_as_dropped(
     superlink_and_nodes, tracking_server, server_cli_factory, tmp_path
 ):
     address, nodes = superlink_and_nodes
@@ -112,6 +113,9 @@ def test_three_supernodes_train_together_and_a_killed_one_is_recorded_as_dropped
         "federation.rounds=3",
         "federation.round_timeout_s=60",
         f"tracking.uri={tracking_server.url}",
+        "federation.client_dp.noise_multiplier=1.0",
+        "privacy=dp",
+        "privacy.target_epsilon=3",
     )
     lines = []
     for line in federate.stdout:  # type: ignore[union-attr]
@@ -130,8 +134,18 @@ def test_three_supernodes_train_together_and_a_killed_one_is_recorded_as_dropped
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["twinids.federation.engine"] == "deployment"
     assert parent.data.tags["twinids.federation.dropped"] == "plant_3@2"
-    trained = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "federation/clients_trained"))
-    assert trained == [(1, 3.0), (2, 2.0), (3, 2.0)]
+
+    def history(run: str, metric: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in client.get_metric_history(run, metric))
+
+    assert history(run_id, "federation/clients_trained") == [(1, 3.0), (2, 2.0), (3, 2.0)]
+    # Client-level noise is calibrated for three clients: with two, rounds 2 and 3 release nothing and spend nothing.
+    assert history(run_id, "federation/released") == [(1, 1.0), (2, 0.0), (3, 0.0)]
+    assert parent.data.tags["twinids.federation.skipped_rounds"] == "2,3"
+    accountant = RDPAccountant()
+    accountant.step(noise_multiplier=1.0, sample_rate=1.0)
+    one_release = accountant.get_epsilon(delta=1e-3)
+    assert history(run_id, "privacy/epsilon") == [(step, pytest.approx(one_release)) for step in (1, 2, 3)]
     children = client.search_runs([parent.info.experiment_id], f"tags.`{PARENT_TAG}` = '{run_id}'")
     by_name = {run.data.tags["twinids.federation.client"]: run for run in children}
     assert sorted(by_name) == ["plant_1", "plant_2", "plant_3"]
@@ -140,6 +154,9 @@ def test_three_supernodes_train_together_and_a_killed_one_is_recorded_as_dropped
         for name, run in by_name.items()
     }
     assert tested == {"plant_1": [1, 2, 3], "plant_2": [1, 2, 3], "plant_3": [1]}
+    # Each SuperNode starts a new ClientApp process per message: its DP-SGD accountant lives in the node's state.
+    spent = [value for _, value in history(by_name["plant_1"].info.run_id, "privacy/epsilon")]
+    assert len(spent) == 3 and 0 < spent[0] < spent[1] < spent[2] <= 3.0 + 1e-6
     assert [a.path for a in client.list_artifacts(run_id, "federation")] == ["federation/global_net.pt"]
 
 

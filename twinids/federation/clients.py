@@ -16,8 +16,8 @@ def client_names(settings: FederationSettings) -> list[str]:
 
 
 def client_config(cfg: DictConfig, settings: FederationSettings, name: str) -> DictConfig:
-    """The config client `name` trains with: data.* changed as `federation.clients.<name>` says, and the trainer's
-    epochs set to every round's local epochs (DP-SGD plans its noise for all the steps the client may take)."""
+    """The config client `name` trains with: data.* changed as `federation.clients.<name>` says, trained in
+    rounds (`trained_in_rounds`)."""
     if name not in settings.clients:
         raise TwinIDSError(f"no client {name!r} in federation.clients ({', '.join(settings.clients)})")
     client = copy.deepcopy(cfg)
@@ -30,5 +30,15 @@ def client_config(cfg: DictConfig, settings: FederationSettings, name: str) -> D
         )
     with open_dict(client):
         client.data = OmegaConf.merge(client.data, changes)
-        client.trainer.max_epochs = settings.rounds * settings.local_epochs
-    return client
+    return trained_in_rounds(client, settings)
+
+
+def trained_in_rounds(cfg: DictConfig, settings: FederationSettings) -> DictConfig:
+    """`cfg` for a detector trained round by round: the trainer's epochs are every round's local epochs (DP-SGD
+    plans its noise for all the steps it may take), and there is no early stopping or checkpoint selection (a
+    fixed number of epochs per round, no checkpoint: the rounds decide what is released). Changes `cfg`."""
+    with open_dict(cfg):
+        cfg.trainer.max_epochs = settings.rounds * settings.local_epochs
+        cfg.callbacks.early_stopping = None
+        cfg.callbacks.select = "best"  # read by nothing here; "last" would check early stopping against epochs
+    return cfg

@@ -45,16 +45,14 @@ def pooled_windows(cfg: DictConfig, settings: FederationSettings) -> tuple[Any, 
 
 def run_pooled_engine(cfg: DictConfig, tracker: Any, settings: FederationSettings) -> dict[str, Any]:
     """Train on the pooled data, `local_epochs` per round; after each round test on every client's windows."""
-    from omegaconf import open_dict
+    import copy
 
+    from twinids.federation.clients import trained_in_rounds
     from twinids.federation.local_training import LocalDetector
     from twinids.federation.server import Federation
 
     data, per_client = pooled_windows(cfg, settings)
-    pooled_cfg = cfg.copy()
-    with open_dict(pooled_cfg):
-        pooled_cfg.trainer.max_epochs = settings.rounds * settings.local_epochs  # DP-SGD plans for every epoch
-    local = LocalDetector(pooled_cfg, data)
+    local = LocalDetector(trained_in_rounds(copy.deepcopy(cfg), settings), data)
     windows = {name: {split: len(starts) for split, starts in d.starts.items()} for name, d in per_client.items()}
     tracker.start(Federation({}, list(data.feature_names), list(data.class_names), windows), None)
     weights = local.weights()
