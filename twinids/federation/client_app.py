@@ -12,10 +12,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import fixedclipping_mod
 
-CONFIG_KEY = "twinids-config"
-CLIPPING_NORM_KEY = "clipping_norm"  # what Flower's client-side clipping wrapper sends (flwr.supercore)
-DP_STATE_KEY = "twinids-dp-state"
-CLIENT_KEY = "twinids-client"
+from twinids.federation.messages import CLIENT_KEY, CLIPPING_NORM_KEY, CONFIG_KEY, DP_STATE_KEY
+
 _LOCAL: dict[tuple[str, str], Any] = {}  # (config, client) -> LocalDetector, kept while this process serves the run
 
 app = ClientApp()
@@ -48,7 +46,7 @@ def describe(message: Message, context: Context) -> Message:
 @app.train(mods=[clip_when_asked])
 def train(message: Message, context: Context) -> Message:
     """Local epochs from the global weights; replies with the new weights and what the round cost."""
-    name, local = _local(message, context)
+    _, local = _local(message, context)
     config = message.content["config"]
     if DP_STATE_KEY in context.state.config_records:
         local.restore_privacy_state(str(context.state.config_records[DP_STATE_KEY]["state"]))
@@ -62,18 +60,13 @@ def train(message: Message, context: Context) -> Message:
     # Under client-level DP every client weighs the same (the noise is calibrated for a mean of equal shares).
     examples = 1 if bool(config["uniform-weights"]) else len(local.data.starts["train"])
     reply = MetricRecord({**metrics, "num-examples": examples, "partition-id": _partition(context)})
-    return Message(
-        RecordDict(
-            {"arrays": ArrayRecord(local.weights()), "metrics": reply, "info": ConfigRecord({CLIENT_KEY: name})}
-        ),
-        reply_to=message,
-    )
+    return Message(RecordDict({"arrays": ArrayRecord(local.weights()), "metrics": reply}), reply_to=message)
 
 
 @app.evaluate()
 def evaluate(message: Message, context: Context) -> Message:
     """The global weights' test metrics on this client's windows, with the confusion matrix (pooled by the server)."""
-    name, local = _local(message, context)
+    _, local = _local(message, context)
     metrics, confusion = local.evaluate(message.content["arrays"].to_torch_state_dict())
     reply = MetricRecord(
         {
@@ -83,7 +76,7 @@ def evaluate(message: Message, context: Context) -> Message:
             "confusion": [int(v) for v in confusion.ravel()],
         }
     )
-    return Message(RecordDict({"metrics": reply, "info": ConfigRecord({CLIENT_KEY: name})}), reply_to=message)
+    return Message(RecordDict({"metrics": reply}), reply_to=message)
 
 
 def _partition(context: Context) -> int:

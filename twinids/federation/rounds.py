@@ -14,8 +14,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-CLIENT_KEY = "twinids-client"
-
 
 @dataclass
 class ClientReply:

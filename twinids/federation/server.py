@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from twinids.errors import TwinIDSError
 from twinids.federation.accounting import calibrate_noise
-from twinids.federation.client_app import CLIENT_KEY, CONFIG_KEY
+from twinids.federation.messages import CLIENT_KEY, CONFIG_KEY
 from twinids.federation.rounds import RecordedStrategy, RoundRecord
 from twinids.federation.settings import FederationSettings
 
