@@ -63,23 +63,11 @@ class LocalDetector:
         Shuffling and dropout are seeded by the seed and the round, so a client trains alike whether its process
         lives through the run (simulation) or starts anew for each message (a SuperNode's ClientApp process).
         """
-        from twinids.config import build
-
         pl.seed_everything(int(self.cfg.seed) * 1000 + server_round, workers=True, verbose=False)
         self.load(weights)
         callbacks: list[Any] = [ProximalStep(weights, proximal_mu)] if proximal_mu > 0 else []
-        trainer = build(
-            self.cfg.trainer,
-            "trainer",
-            max_epochs=epochs,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            callbacks=callbacks,
-        )
+        # No validation: nothing selects on it (a round's weights are what the server averages).
+        trainer = self._trainer(callbacks, max_epochs=epochs, limit_val_batches=0, num_sanity_val_steps=0)
         windows_before = self.module.windows_trained
         began = time.perf_counter()
         trainer.fit(self.module, datamodule=self.datamodule)
@@ -95,24 +83,29 @@ class LocalDetector:
     def evaluate(self, weights: dict[str, torch.Tensor], data: Any = None) -> tuple[dict[str, float], np.ndarray]:
         """Test-split metrics of the global weights on this client's windows (or on `data`'s), and their confusion
         matrix."""
-        from twinids.config import build
         from twinids.data.datamodule import WindowDataModule
 
         self.load(weights)
         datamodule = self.datamodule
         if data is not None:
             datamodule = WindowDataModule(data, self.cfg.data.batch_size, self.cfg.data.eval_batch_size, 0)
-        trainer = build(
+        results = self._trainer([]).test(self.module, datamodule=datamodule, verbose=False)
+        return {k: float(v) for k, v in results[0].items()}, self.module.test_metrics.confusion().numpy()
+
+    def _trainer(self, callbacks: list[Any], **changes: Any) -> Any:
+        """The run's Lightning trainer, quiet and keeping nothing: no logger, checkpoints, progress bar or summary."""
+        from twinids.config import build
+
+        return build(
             self.cfg.trainer,
             "trainer",
             logger=False,
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
-            callbacks=[],
+            callbacks=callbacks,
+            **changes,
         )
-        results = trainer.test(self.module, datamodule=datamodule, verbose=False)
-        return {k: float(v) for k, v in results[0].items()}, self.module.test_metrics.confusion().numpy()
 
     def privacy_state(self) -> str | None:
         """The DP-SGD accountant and sampler state as JSON (None without privacy)."""
