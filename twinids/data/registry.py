@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from twinids.config import build, config_dir, group_options
 from twinids.data.encoding import FeatureEncoder
@@ -30,8 +30,28 @@ def load_frame(data_cfg: DictConfig) -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
         raise TwinIDSError(f"data '{data_cfg.name}': source returned {type(frame).__name__}, not a DataFrame")
     frame = validate_frame(frame, f"data '{data_cfg.name}'")
+    devices = data_cfg.get("devices")
+    if devices is not None:
+        frame = keep_devices(frame, devices, f"data '{data_cfg.name}'")
     frame.attrs[SOURCE_FILES] = sorted({str(path.resolve()) for path in files})
     return frame
+
+
+def keep_devices(frame: pd.DataFrame, devices: object, where: str) -> pd.DataFrame:
+    """The rows of the `devices` named (`data.devices`: one federated client's devices of a shared dataset, or the
+    groups of a CSV's device column), before windows, splits and scalers see any row; an unknown name is refused."""
+    from twinids.data.frame import DEVICE
+
+    if isinstance(devices, str) or not isinstance(devices, list | tuple | ListConfig) or not devices:
+        raise TwinIDSError(f"data.devices must be null or a non-empty list of device names; got {devices!r}")
+    present = frame[DEVICE].astype(str)
+    wanted = [str(device) for device in devices]
+    missing = sorted(set(wanted) - set(present.unique()))
+    if missing:
+        known = sorted(present.unique())
+        shown = ", ".join(known[:12]) + (f" and {len(known) - 12} more" if len(known) > 12 else "")
+        raise TwinIDSError(f"{where}: data.devices names {missing}, which the data does not hold; its devices: {shown}")
+    return frame[present.isin(wanted)].reset_index(drop=True)
 
 
 def default_window_settings(**changes: object) -> WindowSettings:
