@@ -48,7 +48,12 @@ def client_dp(tmp_path_factory, cli_runner_factory):
 def local_dp(tmp_path_factory, cli_runner_factory):
     workdir = tmp_path_factory.mktemp("local_dp")
     result = cli_runner_factory(workdir)(  # 3 rounds of 1 epoch: more epochs than the smoke trainer's 2
-        "federate", "experiment=smoke", "federation.rounds=3", "privacy=dp", "privacy.target_epsilon=3"
+        "federate",
+        "experiment=smoke",
+        "federation.rounds=3",
+        "trainer.limit_train_batches=4",
+        "privacy=dp",
+        "privacy.target_epsilon=3",
     )
     assert result.returncode == 0, result.stderr
     return workdir, result
