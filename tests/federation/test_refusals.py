@@ -20,6 +20,10 @@ import pytest
         (["federation.client_dp.target_epsilon=3", "federation.client_dp.delta=0.3"], "not below 1/clients = 0.2"),
         (["federation.client_dp.target_epsilon=3", "federation.client_dp.clipping=both"], "clipping must be one of"),
         (["privacy=dp"], "privacy=dp needs exactly one of privacy.target_epsilon"),
+        (
+            ["federation.engine=pooled", "federation.client_dp.target_epsilon=3"],
+            "there are no client updates for federation.client_dp to act on",
+        ),
         (["task=score", "data.train_on=normal"], "twinids federate trains supervised detectors (task=classify)"),
         (["privacy=dp", "privacy.target_epsilon=3", "privacy.audit.canaries=100"], "privacy.audit.canaries"),
     ],

@@ -95,6 +95,12 @@ class FederationSettings:
             client_dp=_client_dp(federation.get("client_dp")),
             clients=clients,
         )
+        if settings.engine == "pooled" and (settings.client_dp.enabled or settings.strategy != "fedavg"):
+            key = "client_dp" if settings.client_dp.enabled else f"strategy={settings.strategy}"
+            raise TwinIDSError(
+                f"federation.engine=pooled trains one detector on the pooled data: there are no client updates for "
+                f"federation.{key} to act on; drop it (privacy=dp gives the pooled run DP-SGD)"
+            )
         if settings.client_dp.enabled and settings.client_dp.delta >= 1 / len(clients):
             raise TwinIDSError(
                 f"federation.client_dp.delta={settings.client_dp.delta:g} is not below 1/clients = "
