@@ -26,6 +26,7 @@ KEYS = {
     "classes",
     "split",
     "scaler",
+    "devices",
     "batch_size",
     "eval_batch_size",
     "num_workers",
