@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from twinids.errors import TwinIDSError
-from twinids.federation.server_app import CONFIG_YAML_KEY, OVERRIDES_KEY, TAGS_KEY
+from twinids.federation.messages import CONFIG_YAML_KEY, OVERRIDES_KEY, TAGS_KEY
 
 CONNECTION = "twinids"
 RUN_LINE = re.compile(r"federation run ([0-9a-f]{32})")
@@ -87,9 +87,11 @@ def write_app(
     return app, run_config
 
 
-def submit(cfg: DictConfig, overrides: Sequence[str], settings: Any, tags: Mapping[str, str] | None = None) -> Any:
-    """Run the federation on the SuperLink at `federation.superlink`; return the FederationResult it tracked."""
-    from twinids.federation.federate_job import FederationResult
+def submit(
+    cfg: DictConfig, overrides: Sequence[str], settings: Any, tags: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, float]]:
+    """Run the federation on the SuperLink at `federation.superlink`; return the parent run it tracked and that
+    run's metrics."""
     from twinids.interrupts import JobInterrupted
 
     flwr = shutil.which("flwr", path=str(Path(sys.executable).parent)) or shutil.which("flwr")
@@ -133,7 +135,7 @@ def submit(cfg: DictConfig, overrides: Sequence[str], settings: Any, tags: Mappi
     if status != "FINISHED":
         _end_open_runs(cfg, run_id, "FAILED")
         raise TwinIDSError(f"the federation (run {run_id}) ended {status} on the SuperLink: {_reason(lines)}")
-    return FederationResult(run_id, metrics, float(metrics.get("time/federate_s", 0.0)))
+    return run_id, metrics
 
 
 def _reason(lines: list[str]) -> str:

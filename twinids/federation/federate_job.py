@@ -47,7 +47,8 @@ def federate(
     if settings.engine == "deployment":
         from twinids.federation.deployment import submit
 
-        return submit(cfg, overrides, settings, tags)
+        run_id, metrics = submit(cfg, overrides, settings, tags)
+        return FederationResult(run_id, metrics, float(metrics.get("time/federate_s", 0.0)))
     if settings.engine == "pooled":
         from twinids.federation.pooled import run_pooled_engine
 

@@ -8,9 +8,7 @@ import json
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-CONFIG_YAML_KEY = "config-yaml"
-OVERRIDES_KEY = "overrides-json"
-TAGS_KEY = "tags-json"
+from twinids.federation.messages import CONFIG_YAML_KEY, OVERRIDES_KEY, TAGS_KEY
 
 app = ServerApp()
 
